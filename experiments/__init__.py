@@ -1,0 +1,1 @@
+"""Experiment scripts that reproduce the tables and figures, and the benchmarks."""
