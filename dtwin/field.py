@@ -1,0 +1,271 @@
+"""A field-network stand-in: a synthetic "real" network with a hidden reality the twin lacks.
+
+**Synthetic.** This module exists for demos, tests and the offline evaluation, where no commercial
+network is at hand. It is a :class:`~dtwin.network.Network` plus hidden deviations that the
+nominal twin does not model:
+
+* site-specific shadowing: a smooth spatial map per cell (random Fourier features, σ
+  ``shadow_map_db``) on top of the i.i.d. shadow fading;
+* per-cell pathloss offsets (clutter the scenario does not know), per-cell antenna-gain errors and
+  electrical-tilt installation errors;
+* clustered (hotspot) UEs instead of the uniform drop, busier and quieter cells, and a diurnal
+  profile shifted from the twin's;
+* a scheduler/MIMO efficiency the twin gets wrong (a factor on spectral efficiency);
+* noisy KPI counters (log-normal, σ ``counter_noise``).
+
+Every deviation is scaled by ``gap`` (0 = the field equals the twin). Unlike a real network, the
+stand-in can evaluate any CM exactly (:func:`field_kpis`, averaging over snapshots without counter
+noise), which is what makes the out-of-range evaluation and the field trial possible.
+
+Commercial-like data (:func:`commercial_data`) explores CM narrowly: mostly the current CM, with a
+few cells on ±1-step trials.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Float, PRNGKeyArray
+
+from .areas import AreaType, network_for_area
+from .cm import DEFAULT_CM_SCHEMA, CMSchema
+from .network import Network, UEPopulation, cell_kpis, draw_channel, simulate
+from .sweep import diurnal_activity, sample_snapshot
+
+_N_FEATURES = 16
+
+
+@dataclass(frozen=True)
+class FieldGap:
+    """Sizes of the hidden deviations at ``gap = 1`` (all scaled by ``gap``).
+
+    Attributes:
+        shadow_map_db: σ of the smooth per-cell shadowing map (dB).
+        shadow_corr_m: correlation length of that map (m).
+        pathloss_offset_db: σ of the per-cell pathloss offset (dB).
+        gain_error_db: σ of the per-cell antenna-gain error (dB).
+        tilt_error_deg: σ of the per-cell electrical-tilt installation error (degrees).
+        hotspot_pull: share of the way each UE is pulled toward its cell's hotspot, in [0, 1].
+        load_sigma: σ (natural log) of the per-cell demand multiplier.
+        hour_shift_h: shift of the diurnal profile (hours).
+        efficiency: spectral-efficiency factor of the real scheduler/MIMO (1 = as the twin).
+        counter_noise: σ (natural log) of KPI-counter noise.
+    """
+
+    shadow_map_db: float = 6.0
+    shadow_corr_m: float = 80.0
+    pathloss_offset_db: float = 3.0
+    gain_error_db: float = 1.5
+    tilt_error_deg: float = 1.5
+    hotspot_pull: float = 0.5
+    load_sigma: float = 0.4
+    hour_shift_h: float = 2.0
+    efficiency: float = 1.35
+    counter_noise: float = 0.05
+
+
+class FieldNetwork(eqx.Module):
+    """The stand-in: a nominal network plus hidden per-cell deviations (all arrays over cells)."""
+
+    network: Network
+    area: AreaType = eqx.field(static=True)
+    gap: float = eqx.field(static=True)
+    spec: FieldGap = eqx.field(static=True)
+    pathloss_offset_db: Float[Array, " cells"]
+    gain_error_db: Float[Array, " cells"]
+    tilt_error_deg: Float[Array, " cells"]
+    load_factor: Float[Array, " cells"]
+    hotspot_xy_m: Float[Array, "cells 2"]
+    map_freq: Float[Array, "cells feat 2"]
+    map_phase: Float[Array, "cells feat"]
+
+    @property
+    def n_cells(self) -> int:
+        return self.network.n_cells
+
+
+def make_field_network(
+    key: PRNGKeyArray,
+    area: AreaType,
+    n_sites: int = 7,
+    *,
+    gap: float = 1.0,
+    spec: FieldGap = FieldGap(),
+) -> FieldNetwork:
+    """Draw a field network's hidden reality for an area type (deterministic in ``key``)."""
+    if not 0.0 <= gap <= 3.0:
+        raise ValueError(f"gap must lie in [0, 3], got {gap}")
+    network = network_for_area(area, n_sites)
+    n = network.n_cells
+    ks = jax.random.split(key, 7)
+    topo = network.topology
+    site_xy = topo.site_xy_m[topo.cell_site]
+    az = jnp.deg2rad(topo.cell_azimuth_deg)
+    r = area.isd_m * jax.random.uniform(ks[4], (n,), minval=0.2, maxval=0.5)
+    hotspot = site_xy + r[:, None] * jnp.stack([jnp.cos(az), jnp.sin(az)], -1)
+    return FieldNetwork(
+        network=network,
+        area=area,
+        gap=float(gap),
+        spec=spec,
+        pathloss_offset_db=gap * spec.pathloss_offset_db * jax.random.normal(ks[0], (n,)),
+        gain_error_db=gap * spec.gain_error_db * jax.random.normal(ks[1], (n,)),
+        tilt_error_deg=gap * spec.tilt_error_deg * jax.random.normal(ks[2], (n,)),
+        load_factor=jnp.exp(gap * spec.load_sigma * jax.random.normal(ks[3], (n,))),
+        hotspot_xy_m=hotspot,
+        map_freq=jax.random.normal(ks[5], (n, _N_FEATURES, 2)) / spec.shadow_corr_m,
+        map_phase=jax.random.uniform(ks[6], (n, _N_FEATURES), maxval=2 * jnp.pi),
+    )
+
+
+def shadow_map_db(field: FieldNetwork, xy_m: Float[Array, "ues 2"]) -> Float[Array, "ues cells"]:
+    """The hidden smooth shadowing map (dB) of every cell at UE positions (zero mean, σ set)."""
+    arg = jnp.einsum("ud,cfd->ucf", xy_m, field.map_freq) + field.map_phase[None]
+    val = jnp.sqrt(2.0 / _N_FEATURES) * jnp.sum(jnp.cos(arg), axis=-1)
+    return field.gap * field.spec.shadow_map_db * val
+
+
+def _field_snapshot(key, field: FieldNetwork, cm, ues_per_cell: int, hour=None):
+    """Draw a field snapshot: twin sampling plus hotspots, busier cells, shifted diurnal profile."""
+    net = field.network
+    k_snap, k_hour = jax.random.split(key)
+    snap = sample_snapshot(k_snap, net, field.area, ues_per_cell, cm)
+    if hour is not None:
+        snap = eqx.tree_at(lambda s: s.hour, snap, jnp.asarray(hour, jnp.float32))
+    pop = snap.population
+    home = jnp.repeat(jnp.arange(field.n_cells), ues_per_cell)
+    pull = field.gap * field.spec.hotspot_pull
+    xy = pop.ues.xy_m + jnp.clip(pull, 0.0, 0.9) * (field.hotspot_xy_m[home] - pop.ues.xy_m)
+    ues = eqx.tree_at(lambda u: u.xy_m, pop.ues, xy)
+    act_twin = diurnal_activity(snap.hour)
+    act_field = diurnal_activity(jnp.mod(snap.hour - field.gap * field.spec.hour_shift_h, 24.0))
+    demand = pop.demand_mbps * field.load_factor[home] * act_field / act_twin
+    pop = UEPopulation(ues=ues, demand_mbps=demand, weight=pop.weight)
+    channel = draw_channel(jax.random.fold_in(key, 1), net, pop)
+    channel = eqx.tree_at(lambda c: c.sf_db, channel, channel.sf_db + shadow_map_db(field, xy))
+    return pop, channel, snap.hour
+
+
+def _field_cm(field: FieldNetwork, cm):
+    """The CM as the field realises it: tilt errors, and gain/pathloss offsets as power offsets."""
+    out = dict(cm)
+    out["tilt_deg"] = cm["tilt_deg"] + field.tilt_error_deg
+    out["tx_power_dbm"] = cm["tx_power_dbm"] + field.gain_error_db - field.pathloss_offset_db
+    return out
+
+
+def field_snapshot_kpis(
+    key: PRNGKeyArray,
+    field: FieldNetwork,
+    cm: dict[str, Float[Array, " cells"]],
+    *,
+    ues_per_cell: int = 10,
+    hour=None,
+    noisy: bool = True,
+) -> dict[str, Float[Array, " cells"]]:
+    """Per-cell KPIs, PM counters and state of one field snapshot under ``cm``."""
+    pop, channel, hour = _field_snapshot(key, field, cm, ues_per_cell, hour)
+    net = dataclasses.replace(
+        field.network, efficiency=1.0 + field.gap * (field.spec.efficiency - 1.0)
+    )
+    res = simulate(net, pop, channel, _field_cm(field, cm), hard=True)
+    out = dict(cell_kpis(net, pop, res))
+    if noisy:
+        k_noise = jax.random.fold_in(key, 2)
+        for i, name in enumerate(sorted(out)):
+            if name in ("coverage", "prb_utilization"):
+                continue
+            z = jax.random.normal(jax.random.fold_in(k_noise, i), out[name].shape)
+            out[name] = out[name] * jnp.exp(field.spec.counter_noise * z)
+    w = res.serving_prob * pop.weight[:, None]
+    out["active_ues"] = jnp.sum(w, axis=0)
+    out["offered_load_mbps"] = jnp.sum(w * pop.demand_mbps[:, None], axis=0)
+    out["hour"] = jnp.broadcast_to(hour, out["active_ues"].shape)
+    return out
+
+
+def field_kpis(
+    key: PRNGKeyArray,
+    field: FieldNetwork,
+    cm: dict[str, Float[Array, " cells"]],
+    *,
+    n_snapshots: int = 32,
+    ues_per_cell: int = 10,
+) -> dict[str, Float[Array, " cells"]]:
+    """The field's *exact* expected KPIs under ``cm``: mean over snapshots, no counter noise.
+
+    The same key gives the same snapshots for every CM (common random numbers), so differences
+    between CMs are not drowned by sampling noise.
+    """
+    keys = jax.random.split(key, n_snapshots)
+    per = jax.vmap(lambda k: field_snapshot_kpis(k, field, cm, ues_per_cell=ues_per_cell, noisy=False))(keys)
+    return {k: jnp.mean(v, axis=0) for k, v in per.items()}
+
+
+def commercial_cm(
+    key: PRNGKeyArray,
+    base_cm: dict[str, Float[Array, " cells"]],
+    *,
+    schema: CMSchema = DEFAULT_CM_SCHEMA,
+    p_trial: float = 0.1,
+) -> dict[str, Float[Array, " cells"]]:
+    """Narrow exploration: each cell keeps its CM, except ``p_trial`` of them on a ±1-step trial."""
+    return schema.sample_local(key, base_cm, max_steps=1, p_change=p_trial)
+
+
+def commercial_data(
+    key: PRNGKeyArray,
+    field: FieldNetwork,
+    n_periods: int,
+    *,
+    base_cm: dict[str, Float[Array, " cells"]] | None = None,
+    schema: CMSchema = DEFAULT_CM_SCHEMA,
+    p_trial: float = 0.1,
+    ues_per_cell: int = 10,
+    batch: int = 64,
+) -> dict[str, np.ndarray]:
+    """Commercial-like measurements: one row per cell per reporting period (columnar dict).
+
+    Columns follow :mod:`dtwin.schema` (``snapshot_id`` doubles as the reporting period).
+    """
+    base_cm = base_cm if base_cm is not None else schema.default(field.n_cells)
+
+    @jax.jit
+    def run(keys):
+        def one(k):
+            k_cm, k_snap = jax.random.split(k)
+            cm = commercial_cm(k_cm, base_cm, schema=schema, p_trial=p_trial)
+            out = field_snapshot_kpis(k_snap, field, cm, ues_per_cell=ues_per_cell)
+            out.update(cm)
+            return out
+
+        return jax.vmap(one)(keys)
+
+    keys = jax.random.split(key, n_periods)
+    parts = [run(keys[i : i + batch]) for i in range(0, n_periods, batch)]
+    res = {k: np.concatenate([np.asarray(p[k]) for p in parts]) for k in parts[0]}
+    n = field.n_cells
+    topo = field.network.topology
+    site = np.asarray(topo.cell_site)
+    xy = np.asarray(topo.site_xy_m)[site]
+    cols = {
+        "snapshot_id": np.repeat(np.arange(n_periods, dtype=np.int64), n),
+        "cell_id": np.tile(np.arange(n, dtype=np.int64), n_periods),
+        "site_id": np.tile(site.astype(np.int64), n_periods),
+        "area_type": np.array([field.area.name] * (n * n_periods), dtype=object),
+        "x_m": np.tile(xy[:, 0], n_periods).astype(np.float32),
+        "y_m": np.tile(xy[:, 1], n_periods).astype(np.float32),
+        "azimuth_deg": np.tile(np.asarray(topo.cell_azimuth_deg), n_periods).astype(np.float32),
+        "height_m": np.tile(np.asarray(topo.bs_height_m), n_periods).astype(np.float32),
+        "isd_m": np.full(n * n_periods, field.area.isd_m, np.float32),
+        "ue_density_per_km2": np.full(n * n_periods, field.area.ue_density_per_km2, np.float32),
+        "indoor_ratio": np.full(n * n_periods, field.area.indoor_ratio, np.float32),
+    }
+    for k, v in res.items():
+        cols[k] = v.reshape(-1).astype(np.float32)
+    return cols
