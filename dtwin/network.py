@@ -195,33 +195,64 @@ def associate(
     return jax.nn.softmax(score / temperature_db, axis=-1)
 
 
-def _se(network: Network, sinr_db):
-    return network.efficiency * _tp.spectral_efficiency(sinr_db, table=network.se_table)
+def _se(network: Network, sinr_db, hard: bool = False):
+    se = _tp.spectral_efficiency(sinr_db, table=network.se_table, hard=hard)
+    return network.efficiency * se
 
 
-def _candidate_sinr_db(
-    rx_mw: Float[Array, "ues cells"], load: Float[Array, " cells"], noise_mw: float
-) -> Float[Array, "ues cells"]:
-    """SINR (dB) of each UE toward each candidate serving cell, with load-weighted interference."""
-    interference = jnp.sum(rx_mw * load[None, :], axis=-1, keepdims=True) - rx_mw * load[None, :]
+def _sinr_db(
+    rx_mw: Float[Array, "ues cells"],
+    load: Float[Array, " cells"],
+    noise_mw: float,
+    serving_prob: Float[Array, "ues cells"],
+    hard: bool,
+) -> Float[Array, "ues cells"] | Float[Array, " ues"]:
+    """SINR (dB) with load-weighted interference.
+
+    Soft mode: toward every candidate serving cell, ``[ues, cells]``. Hard mode: toward the serving
+    cell only, ``[ues]`` (a matrix-vector product instead of a matrix: the sweep's fast path).
+    """
+    total = rx_mw @ load  # [ues]
+    if hard:
+        s = jnp.sum(serving_prob * rx_mw, axis=-1)
+        own = jnp.sum(serving_prob * rx_mw * load[None, :], axis=-1)
+        return 10.0 * jnp.log10(s / (total - own + noise_mw))
+    interference = total[:, None] - rx_mw * load[None, :]
     return 10.0 * jnp.log10(rx_mw / (interference + noise_mw))
 
 
-def _utilisation(
+def _time_share_needed(network: Network, population: UEPopulation, se_bps_hz):
+    """Time share ``min(d / R, 1)`` each UE needs at peak rate ``R = B (1 - oh) SE`` (1 = full buffer)."""
+    rate_mbps = network.bandwidth_hz * (1.0 - network.overhead) * se_bps_hz / 1e6
+    d = population.demand_mbps
+    finite = jnp.isfinite(d)
+    d = jnp.where(finite, d, 0.0)
+    if rate_mbps.ndim == 2:
+        d, finite = d[:, None], finite[:, None]
+    t = jnp.minimum(d / jnp.maximum(rate_mbps, 1e-3), 1.0)
+    return jnp.where(finite, t, 1.0)
+
+
+def load_map(
     network: Network,
     population: UEPopulation,
     serving_prob: Float[Array, "ues cells"],
-    sinr_db: Float[Array, "ues cells"],
+    rx_mw: Float[Array, "ues cells"],
+    load: Float[Array, " cells"],
+    hard: bool = False,
 ) -> Float[Array, " cells"]:
-    """PRB utilisation each cell needs to serve its UEs' demand at the given SINRs, in [0, 1]."""
-    _, util = _tp.pf_throughput_mbps(
-        _se(network, sinr_db),
-        serving_prob * population.weight[:, None],
-        population.demand_mbps,
-        network.bandwidth_hz,
-        network.overhead,
-    )
-    return util
+    """One application of the load-coupling map ``f(ρ)_c = min(1, Σ_u p_uc w_u t_uc(ρ))``.
+
+    ``t_uc`` is the time share UE u needs from cell c at the SINR that the loads ``ρ`` imply.
+    This equals the PRB utilisation of the proportional-fair water-filling scheduler
+    (:func:`dtwin.throughput.pf_throughput_mbps`): served UEs' shares sum to ``min(1, Σ t)``.
+    """
+    noise_mw = 10.0 ** (network.noise_dbm / 10.0)
+    sinr = _sinr_db(rx_mw, load, noise_mw, serving_prob, hard)
+    t = _time_share_needed(network, population, _se(network, sinr, hard))
+    mass = serving_prob * population.weight[:, None]
+    need = jnp.sum(mass * (t[:, None] if t.ndim == 1 else t), axis=0)
+    return jnp.minimum(need, 1.0)
 
 
 def solve_load(
@@ -229,18 +260,21 @@ def solve_load(
     population: UEPopulation,
     serving_prob: Float[Array, "ues cells"],
     rx_mw: Float[Array, "ues cells"],
+    hard: bool = False,
 ) -> tuple[Float[Array, " cells"], Bool[Array, ""]]:
-    """Solve the load-coupling fixed point ``ρ = f(ρ)`` with implicit differentiation.
+    """Solve the load-coupling fixed point ``ρ = f(ρ)`` (:func:`load_map`), implicit gradients.
+
+    ``f`` is a standard interference function (monotone, scalable), so the iteration from
+    ``ρ = 1`` decreases monotonically to the unique fixed point. Gradients use
+    ``optimistix.ImplicitAdjoint`` (implicit function theorem at the solution).
 
     Returns:
-        The PRB utilisation per cell and whether the iteration converged.
+        The PRB utilisation per cell and whether the iteration converged within
+        ``network.max_load_iterations`` (to ``rtol = atol = 1e-4``).
     """
-    noise_mw = 10.0 ** (network.noise_dbm / 10.0)
 
     def f(load, _):
-        sinr = _candidate_sinr_db(rx_mw, load, noise_mw)
-        new = _utilisation(network, population, serving_prob, sinr)
-        return 0.5 * load + 0.5 * new  # damped; same fixed point
+        return load_map(network, population, serving_prob, rx_mw, load, hard)
 
     y0 = jnp.ones(rx_mw.shape[-1], rx_mw.dtype)
     sol = optx.fixed_point(
@@ -251,6 +285,12 @@ def solve_load(
         throw=False,
     )
     return sol.value, sol.result == optx.RESULTS.successful
+
+
+def _float(x) -> Array:
+    """As a floating array: float32 unless already floating (float64 is kept for tests)."""
+    x = jnp.asarray(x)
+    return x if jnp.issubdtype(x.dtype, jnp.floating) else x.astype(jnp.float32)
 
 
 def simulate(
@@ -269,25 +309,26 @@ def simulate(
         population: UEs and their demand.
         channel: the snapshot's large-scale fading (from :func:`draw_channel`).
         cm: per-cell CM, at least ``tilt_deg`` (degrees), ``tx_power_dbm`` (dBm), ``cio_db`` (dB).
-        hard: hard (argmax) association for evaluation; soft (softmax) otherwise.
+        hard: evaluation mode: hard (argmax) association and the exact SE table lookup; the
+            soft (softmax) association and smooth SE curve otherwise, for gradients.
         temperature_db: softmax temperature (dB) of the soft association.
 
     Returns:
         A :class:`NetworkResult`.
     """
-    tilt = jnp.asarray(cm["tilt_deg"], jnp.float32)
-    power = jnp.asarray(cm["tx_power_dbm"], jnp.float32)
-    cio = jnp.asarray(cm.get("cio_db", jnp.zeros_like(tilt)), jnp.float32)
+    tilt = _float(cm["tilt_deg"])
+    power = _float(cm["tx_power_dbm"])
+    cio = _float(cm.get("cio_db", jnp.zeros_like(tilt)))
 
     g_db = coupling_gain_db(network, population, channel, tilt)
     rsrp = rsrp_dbm(network, g_db, power)
     p_serv = associate(rsrp, cio, hard=hard, temperature_db=temperature_db)
     rx_mw = 10.0 ** ((power[None, :] + g_db) / 10.0)
 
-    load, converged = solve_load(network, population, p_serv, rx_mw)
+    load, converged = solve_load(network, population, p_serv, rx_mw, hard)
     noise_mw = 10.0 ** (network.noise_dbm / 10.0)
-    sinr_c = _candidate_sinr_db(rx_mw, load, noise_mw)  # [ues, cells]
-    se_c = _se(network, sinr_c)
+    sinr_c = _sinr_db(rx_mw, load, noise_mw, p_serv, hard)  # [ues, cells] soft, [ues] hard
+    se_c = _se(network, sinr_c, hard)
     tp, util = _tp.pf_throughput_mbps(
         se_c,
         p_serv * population.weight[:, None],
@@ -295,8 +336,8 @@ def simulate(
         network.bandwidth_hz,
         network.overhead,
     )
-    sinr_u = jnp.sum(p_serv * sinr_c, axis=-1)
-    se_u = jnp.sum(p_serv * se_c, axis=-1)
+    sinr_u = sinr_c if hard else jnp.sum(p_serv * sinr_c, axis=-1)
+    se_u = se_c if hard else jnp.sum(p_serv * se_c, axis=-1)
     return NetworkResult(
         rsrp_dbm=rsrp,
         serving_prob=p_serv,
@@ -309,14 +350,27 @@ def simulate(
 
 
 def cell_kpis(
-    network: Network, population: UEPopulation, result: NetworkResult, cm=None
+    network: Network, population: UEPopulation, result: NetworkResult
 ) -> dict[str, Float[Array, " cells"]]:
-    """Per-cell KPIs and PM counters keyed by :data:`dtwin.schema.TARGET_COLUMNS`."""
+    """Per-cell KPIs and PM counters keyed by :data:`dtwin.schema.TARGET_COLUMNS`.
+
+    RSRP, SINR and CQI of each UE are taken toward its serving cell(s) (``serving_prob``
+    weighted); CQI is the smooth CQI of :func:`dtwin.throughput.cqi_from_sinr_soft`.
+    See :func:`dtwin.kpi.cell_kpis` for the definitions. Cells that serve no UE get NaN for the
+    intensive KPIs (means, quantiles, coverage).
+    """
     return _kpi.cell_kpis(
-        serving_prob=result.serving_prob * population.weight[:, None],
+        serving_prob=result.serving_prob,
         throughput_mbps=result.throughput_mbps,
-        sinr_db=result.sinr_db,
-        rsrp_dbm=jnp.sum(result.serving_prob * result.rsrp_dbm, axis=-1),
         prb_utilization=result.prb_utilization,
-        rsrp_threshold_dbm=network.rsrp_coverage_dbm,
+        rsrp_dbm=result.rsrp_dbm,
+        sinr_db=result.sinr_db,
+        cqi=_tp.cqi_from_sinr_soft(result.sinr_db, table=_cqi_table(network)),
+        edge_quantile=0.05,
+        weight=population.weight,
+        coverage_threshold_dbm=network.rsrp_coverage_dbm,
     )
+
+
+def _cqi_table(network: Network) -> str:
+    return "cqi64" if network.se_table == "cqi64" else "cqi256"
