@@ -20,6 +20,7 @@ hard association and writes one row per cell (columns of :mod:`dtwin.schema`).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import os
@@ -166,16 +167,29 @@ def snapshot_key(seed: int, snapshot_id) -> PRNGKeyArray:
     return jax.random.fold_in(jax.random.PRNGKey(seed), snapshot_id)
 
 
-def make_batch_fn(config: SweepConfig, area: AreaType, schema: CMSchema = DEFAULT_CM_SCHEMA):
-    """A jitted function ``snapshot_ids[b] -> dict of [b, cells] arrays`` for one area type."""
-    network = network_for_area(area, config.n_sites)
+@functools.lru_cache(maxsize=32)
+def make_batch_fn(
+    area: AreaType,
+    n_sites: int,
+    ues_per_cell: int,
+    cm_sampling: str = "broad",
+    local_max_steps: int = 1,
+    schema: CMSchema = DEFAULT_CM_SCHEMA,
+):
+    """A jitted function ``keys[b] -> dict of [b, cells] arrays`` for one area type.
+
+    Cached on its (hashable) arguments, so repeated sweeps of the same shape compile once.
+
+    Returns:
+        ``(network, batch_fn)``.
+    """
+    network = network_for_area(area, n_sites)
     n_cells = network.n_cells
 
-    def one(sid):
-        key = snapshot_key(config.seed, sid)
+    def one(key):
         k_cm, k_snap = jax.random.split(key)
-        cm = sample_cm(k_cm, schema, n_cells, config.cm_sampling, config.local_max_steps)
-        snap = sample_snapshot(k_snap, network, area, config.ues_per_cell, cm)
+        cm = sample_cm(k_cm, schema, n_cells, cm_sampling, local_max_steps)
+        snap = sample_snapshot(k_snap, network, area, ues_per_cell, cm)
         return evaluate_snapshot(network, snap)
 
     return network, jax.jit(jax.vmap(one))
@@ -185,7 +199,12 @@ def _mesh() -> Mesh:
     return Mesh(np.array(jax.devices()), ("snapshots",))
 
 
-def run_batch(batch_fn, snapshot_ids: np.ndarray, mesh: Mesh | None = None) -> dict[str, np.ndarray]:
+_snapshot_keys = jax.jit(jax.vmap(snapshot_key, in_axes=(None, 0)))
+
+
+def run_batch(
+    batch_fn, seed: int, snapshot_ids: np.ndarray, mesh: Mesh | None = None
+) -> dict[str, np.ndarray]:
     """Evaluate snapshot ids, sharded over the mesh's devices along the snapshot axis.
 
     The batch is padded to a multiple of the device count; the padding is removed from the result.
@@ -195,8 +214,9 @@ def run_batch(batch_fn, snapshot_ids: np.ndarray, mesh: Mesh | None = None) -> d
     b = len(snapshot_ids)
     pad = (-b) % n_dev
     ids = np.concatenate([snapshot_ids, np.repeat(snapshot_ids[-1:], pad)]).astype(np.int32)
-    ids = jax.device_put(ids, NamedSharding(mesh, PartitionSpec("snapshots")))
-    out = batch_fn(ids)
+    keys = np.asarray(_snapshot_keys(seed, ids))
+    keys = jax.device_put(keys, NamedSharding(mesh, PartitionSpec("snapshots")))
+    out = batch_fn(keys)
     return {k: np.asarray(v)[:b] for k, v in out.items()}
 
 
@@ -292,7 +312,6 @@ def run_sweep(
     out = Path(out_dir)
     _check_manifest(out, config)
     todo = [c for c in range(config.n_chunks) if not chunk_path(out, c).exists()]
-    fns: dict[str, tuple] = {}
     mesh = _mesh()
     written = 0
     bar = tqdm(total=config.n_chunks, initial=config.n_chunks - len(todo), disable=not progress,
@@ -301,12 +320,11 @@ def run_sweep(
         if max_chunks is not None and written >= max_chunks:
             break
         area = area_type(config.areas[c % len(config.areas)])
-        if area.name not in fns:
-            fns[area.name] = make_batch_fn(config, area, schema)
-        network, fn = fns[area.name]
+        network, fn = make_batch_fn(area, config.n_sites, config.ues_per_cell, config.cm_sampling,
+                                    config.local_max_steps, schema)
         lo = c * config.chunk_size
         ids = np.arange(lo, min(lo + config.chunk_size, config.n_snapshots))
-        batch = run_batch(fn, ids, mesh)
+        batch = run_batch(fn, config.seed, ids, mesh)
         _write_parquet_atomic(to_rows(batch, ids, network, area), chunk_path(out, c))
         written += 1
         bar.update(1)
