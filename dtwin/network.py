@@ -39,6 +39,7 @@ from .channel import AbstractScenario, los_probability, o2i_loss_db, pathloss_db
 from .geometry import Topology, UEs, link_geometry
 
 _SUBCARRIER_SPACING_HZ = 30e3
+_REPORTING_PERIOD_S = 900.0  # PM reporting period (15 min), as dtwin.kpi
 
 
 class Network(eqx.Module):
@@ -124,13 +125,29 @@ class LinkChannel(eqx.Module):
 
 
 class NetworkResult(eqx.Module):
-    """Per-UE and per-cell outcome of one snapshot."""
+    """Per-UE and per-cell outcome of one snapshot.
+
+    Attributes:
+        rsrp_dbm: RSRP of every link (dBm).
+        serving_prob: association weights (one-hot in hard mode).
+        sinr_db: SINR toward the serving cell (dB; association-weighted in soft mode).
+        se_bps_hz: spectral efficiency on the serving link (bit/s/Hz).
+        throughput_mbps: served rate (Mbps): the UE's demand, or its PF share when the cell is
+            overloaded (what it gets on average over the period; sums to cell throughput).
+        user_throughput_mbps: user-perceived DL throughput (Mbps) while the UE has data, the
+            TS 28.552 5.1.1.3.1 "DL UE throughput" KPI (volume / active time): under processor
+            sharing a flow gets the peak rate ``R`` times the share of time the cell is not busy
+            with others, ``R max(1 - ρ_c, 1 / n_c)`` (``1/n_c``: the full-buffer equal share).
+        prb_utilization: per-cell PRB utilisation ``ρ`` in [0, 1].
+        load_converged: whether the load-coupling fixed point converged.
+    """
 
     rsrp_dbm: Float[Array, "ues cells"]
     serving_prob: Float[Array, "ues cells"]
     sinr_db: Float[Array, " ues"]
     se_bps_hz: Float[Array, " ues"]
     throughput_mbps: Float[Array, " ues"]
+    user_throughput_mbps: Float[Array, " ues"]
     prb_utilization: Float[Array, " cells"]
     load_converged: Bool[Array, ""]
 
@@ -338,12 +355,18 @@ def simulate(
     )
     sinr_u = sinr_c if hard else jnp.sum(p_serv * sinr_c, axis=-1)
     se_u = se_c if hard else jnp.sum(p_serv * se_c, axis=-1)
+    peak = network.bandwidth_hz * (1.0 - network.overhead) * se_c / 1e6
+    n_c = jnp.sum(p_serv * population.weight[:, None], axis=0)
+    idle = jnp.maximum(1.0 - util, 1.0 / jnp.maximum(n_c, 1.0))  # [cells]
+    user_tp = peak * idle[None, :] if not hard else peak * (p_serv @ idle)
+    user_tp = user_tp if hard else jnp.sum(p_serv * user_tp, axis=-1)
     return NetworkResult(
         rsrp_dbm=rsrp,
         serving_prob=p_serv,
         sinr_db=sinr_u,
         se_bps_hz=se_u,
         throughput_mbps=tp,
+        user_throughput_mbps=user_tp,
         prb_utilization=util,
         load_converged=converged,
     )
@@ -354,14 +377,17 @@ def cell_kpis(
 ) -> dict[str, Float[Array, " cells"]]:
     """Per-cell KPIs and PM counters keyed by :data:`dtwin.schema.TARGET_COLUMNS`.
 
+    ``dl_throughput_mbps`` and ``cell_edge_throughput_mbps`` are the mean and 5th percentile of
+    the *user-perceived* throughput (``NetworkResult.user_throughput_mbps``, as operators' DL UE
+    throughput KPI); ``cell_throughput_mbps`` and ``traffic_volume_mb`` count the *served* rate.
     RSRP, SINR and CQI of each UE are taken toward its serving cell(s) (``serving_prob``
     weighted); CQI is the smooth CQI of :func:`dtwin.throughput.cqi_from_sinr_soft`.
     See :func:`dtwin.kpi.cell_kpis` for the definitions. Cells that serve no UE get NaN for the
     intensive KPIs (means, quantiles, coverage).
     """
-    return _kpi.cell_kpis(
+    out = _kpi.cell_kpis(
         serving_prob=result.serving_prob,
-        throughput_mbps=result.throughput_mbps,
+        throughput_mbps=result.user_throughput_mbps,
         prb_utilization=result.prb_utilization,
         rsrp_dbm=result.rsrp_dbm,
         sinr_db=result.sinr_db,
@@ -370,6 +396,11 @@ def cell_kpis(
         weight=population.weight,
         coverage_threshold_dbm=network.rsrp_coverage_dbm,
     )
+    mass = result.serving_prob * population.weight[:, None]
+    cell_tp = jnp.sum(mass * result.throughput_mbps[:, None], axis=0)
+    out["cell_throughput_mbps"] = cell_tp
+    out["traffic_volume_mb"] = cell_tp * _REPORTING_PERIOD_S / 8.0
+    return out
 
 
 def _cqi_table(network: Network) -> str:

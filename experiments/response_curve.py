@@ -48,7 +48,7 @@ def response_curve(area_name: str = "urban", n_snapshots: int = 32, cell: int = 
                 "cell_prb_utilization": k["prb_utilization"][cell],
                 "cell_coverage": k["coverage"][cell],
                 "neighbours_dl_throughput_mbps": jnp.nanmean(k["dl_throughput_mbps"][others]),
-                "network_mean_ue_throughput_mbps": jnp.sum(res.throughput_mbps * snap.population.weight)
+                "network_mean_ue_throughput_mbps": jnp.sum(res.user_throughput_mbps * snap.population.weight)
                 / jnp.sum(snap.population.weight),
             }
 

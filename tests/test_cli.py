@@ -1,0 +1,224 @@
+"""The ``s2r`` command line: help, config/flag precedence, clear one-line errors (exit 2)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from dtwin import cli
+
+SUBCOMMANDS = (
+    "twin",
+    "field",
+    "calibrate",
+    "train",
+    "recommend",
+    "evaluate",
+    "report",
+    "bench",
+    "main",
+)
+CELLS_HEADER = "cell_id,site_id,x_m,y_m,height_m,azimuth_deg,carrier_hz,bandwidth_hz,area_type"
+
+
+def test_help_lists_subcommands_subprocess():
+    out = subprocess.run(
+        [sys.executable, "-m", "dtwin.cli", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=cli.REPO,
+    )
+    assert out.returncode == 0, out.stderr
+    for name in SUBCOMMANDS:
+        assert f"    {name} " in out.stdout, name
+
+
+@pytest.mark.parametrize("name", SUBCOMMANDS)
+def test_subcommand_help(name, capsys):
+    with pytest.raises(SystemExit) as e:
+        cli.main([name, "--help"])
+    assert e.value.code == 0
+    text = capsys.readouterr().out
+    assert f"usage: s2r {name}" in text and "--config" in text and "--seed" in text
+
+
+def test_no_subcommand_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as e:
+        cli.main([])
+    assert e.value.code == 2
+    assert "COMMAND" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- config + flags
+def _lines(capsys):
+    return [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("would run:")]
+
+
+def test_evaluate_maps_toml_and_flags(tmp_path, capsys):
+    R, S = Path("R").resolve(), Path("S").resolve()  # relative to the user's directory
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(
+        '[run]\nseed = 4\nresults_dir = "R"\n[evaluate]\nexperiments = ["calibration_38901"]\n'
+    )
+    assert cli.main(["evaluate", "--config", str(cfg), "--small", "--dry-run"]) == 0
+    (line,) = _lines(capsys)
+    assert line == f"would run: python -m experiments.calibration_38901 --small --seed 4 --out {R}"
+    # A flag beats the TOML, before or after the subcommand.
+    assert cli.main(["--seed", "9", "evaluate", "--config", str(cfg), "--dry-run"]) == 0
+    assert _lines(capsys) == [
+        f"would run: python -m experiments.calibration_38901 --seed 9 --out {R}"
+    ]
+    assert (
+        cli.main(
+            [
+                "evaluate",
+                "--config",
+                str(cfg),
+                "--results",
+                "S",
+                "--seed",
+                "1",
+                "--experiments",
+                "calibration_38901,proxy_vs_real",
+                "--dry-run",
+            ]
+        )
+        == 0
+    )
+    assert _lines(capsys) == [
+        f"would run: python -m experiments.calibration_38901 --seed 1 --out {S}",
+        f"would run: python -m experiments.proxy_vs_real --seed 1 --out {S}",
+    ]
+
+
+def test_calibrate_and_bench_dry_run(capsys):
+    assert cli.main(["calibrate", "--what", "38901", "--small", "--dry-run"]) == 0
+    (line,) = _lines(capsys)
+    assert (
+        f"experiments.calibration_38901 --small --seed 0 --out {Path('results').resolve()}" in line
+    )
+    assert cli.main(["bench", "--small", "--only", "opt", "--dry-run"]) == 0
+    (line,) = _lines(capsys)
+    assert "experiments.bench_all" in line and "--small" in line and "--only opt" in line
+
+
+def test_main_dry_run(capsys):
+    rc = cli.main(["main", "--small", "--dry-run"])
+    if (cli.REPO / "experiments" / "main.py").is_file():
+        assert rc == 0 and "experiments.main --small" in _lines(capsys)[0]
+    else:
+        assert rc == 2 and "experiments/main.py" in capsys.readouterr().err
+
+
+def test_report_subcommand(tmp_path, capsys):
+    assert cli.main(["report", "--results", str(tmp_path), "--title", "Hello"]) == 0
+    assert (tmp_path / "report.html").is_file()
+    assert (tmp_path / "report.md").read_text().startswith("# Hello")
+
+
+# --------------------------------------------------------------------------- bad input -> exit 2
+def _fails(argv, capsys, *words):
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert err.startswith(f"s2r {argv[0]}: error:"), err
+    for w in words:
+        assert w in err, (w, err)
+    return err
+
+
+def test_missing_input_file(tmp_path, capsys):
+    _fails(
+        ["twin", "--cells", str(tmp_path / "cells.csv"), "--out", str(tmp_path / "t")],
+        capsys,
+        "not found",
+        "cells.csv",
+    )
+
+
+def test_wrong_column(tmp_path, capsys):
+    p = tmp_path / "cells.csv"
+    p.write_text(f"{CELLS_HEADER},tilt,tx_power_dbm,cio_db\n1,1,0,0,25,30,3.5e9,1e8,urban,6,46,0\n")
+    _fails(["twin", "--cells", str(p), "--out", str(tmp_path / "t")], capsys, "tilt")
+
+
+def test_unknown_method(tmp_path, capsys):
+    _fails(["train", "--method", "magic", "--out", str(tmp_path)], capsys, "'magic'", "sim2real")
+
+
+def test_unknown_toml_key(tmp_path, capsys):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[train]\nmethods = 'x'\n")
+    _fails(["train", "--config", str(cfg)], capsys, "'methods'", "[train]", str(cfg))
+
+
+def test_unknown_area_and_experiment_and_calibration(tmp_path, capsys):
+    _fails(["twin", "--areas", "mars", "--out", str(tmp_path / "t")], capsys, "'mars'")
+    _fails(
+        ["evaluate", "--experiments", "nope", "--dry-run"], capsys, "'nope'", "experiments/nope.py"
+    )
+    _fails(["calibrate", "--what", "sky"], capsys, "sky", "materials")
+
+
+def test_existing_sweep_needs_resume(tmp_path, capsys):
+    (tmp_path / "sweep.json").write_text("{}")
+    _fails(["twin", "--out", str(tmp_path), "--snapshots", "4"], capsys, "--resume")
+
+
+def test_recommend_without_model(tmp_path, capsys):
+    _fails(["recommend", "--model", str(tmp_path / "m")], capsys, "model directory not found")
+    (tmp_path / "m").mkdir()
+    _fails(["recommend", "--model", str(tmp_path / "m"), "--objective", "fun"], capsys, "'fun'")
+
+
+def test_debug_shows_the_exception(tmp_path):
+    with pytest.raises(cli.CLIError, match="magic"):
+        cli.main(["train", "--method", "magic", "--debug"])
+
+
+# --------------------------------------------------------------------------- recommend's predictor
+@pytest.mark.slow
+def test_surrogate_predictor_matches_ensemble():
+    """The CM -> Prediction adapter used by `s2r recommend` equals the ensemble's own prediction
+    (averaged over the context snapshots) at the CM in the data, and is differentiable."""
+    import chex
+    import equinox as eqx
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from sim2real import batch_from_arrays, make_ensemble, predict
+
+    rng = np.random.default_rng(0)
+    n_s, n_c = 4, 3
+    cm = {"tilt_deg": np.array([4.0, 6.0, 8.0]), "tx_power_dbm": np.array([40.0, 43.0, 46.0])}
+    batch = batch_from_arrays(
+        x_m=np.zeros(n_c),
+        y_m=np.zeros(n_c),
+        azimuth_deg=np.array([30.0, 150.0, 270.0]),
+        site_id=np.zeros(n_c, int),
+        area_type=["urban"] * n_c,
+        height_m=np.full(n_c, 25.0),
+        cm={k: np.broadcast_to(v, (n_s, n_c)) for k, v in cm.items()},
+        state={"hour": rng.integers(0, 24, (n_s, n_c)).astype(float)},
+        targets={
+            "dl_throughput_mbps": rng.uniform(5, 50, (n_s, n_c)),
+            "coverage": rng.uniform(0.5, 1, (n_s, n_c)),
+        },
+    )
+    ens = make_ensemble(jax.random.PRNGKey(1), 2, batch)
+    predictor = cli._surrogate_predictor(ens, batch)
+    cm_j = {k: jnp.asarray(v, jnp.float32) for k, v in cm.items()}
+    pred = eqx.filter_jit(lambda p, c: p(c))(predictor, cm_j)
+    mean, std = predict(ens, batch)
+    for i, name in enumerate(batch.target_names):
+        chex.assert_shape(pred.mean[name], (n_c,))
+        chex.assert_type(pred.mean[name], jnp.float32)
+        np.testing.assert_allclose(pred.mean[name], np.mean(mean[..., i], 0), rtol=1e-5)
+        np.testing.assert_allclose(pred.std[name], np.mean(std[..., i], 0), rtol=1e-4, atol=1e-6)
+    g = jax.grad(lambda c: jnp.sum(predictor(c).mean["dl_throughput_mbps"]))(cm_j)
+    assert all(bool(jnp.all(jnp.isfinite(v))) for v in g.values())
