@@ -1,0 +1,373 @@
+"""The KPI surrogate: a factorised per-cell graph network (Equinox).
+
+For every cell ``c`` in a snapshot the model predicts the targets in the model domain (log for
+positive rates/volumes, see `sim2real.dataset.is_log_target`):
+
+    z_c = prior_c + offset + exp(log_scale) * (base(e_c) + r(e_c, x_c, m_c) - r(e_c, x_ref, m_ref))
+
+* ``e_c = encoder(state_c, static_c)`` is the **environment embedding** (traffic, area, height);
+  ``base`` maps it to the KPI level at the reference (default) CM, and ``offset``/``log_scale``
+  are the per-target output calibration. Together: `EnvironmentPart`.
+* ``r`` is the **response** to configuration: own CM ``x_c`` (in [0, 1]) and the aggregated
+  neighbour message ``m_c = mean_{j in N(c)} phi(x_c, x_j, edge_cj)`` over the neighbour graph
+  (one message-passing layer, Gilmer et al. 2017, arXiv:1704.01212). Subtracting the same
+  network at the reference CM makes ``r`` a pure KPI *change* (zero at the default CM), so the
+  two parts are identifiable: the environment fixes the level, the response the CM sensitivity.
+  `ResponsePart`.
+
+The partition is explicit: `env_filter` / `response_filter` return Equinox filter specs, so
+``eqx.partition(model, env_filter(model))`` trains only the environment part (the Sim2Real
+adaptation step) while the response learned on the twin stays bit-identical.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray, PyTree
+
+from .dataset import GraphBatch, from_model_domain, to_model_domain
+from .graph import N_EDGE_FEATURES
+
+
+class EnvironmentPart(eqx.Module):
+    """State (+ static cell features) -> embedding, base KPI level, output calibration.
+
+    Attributes:
+        encoder: MLP ``[n_state + n_static] -> [embed]`` applied per cell.
+        base_head: linear ``[embed] -> [n_targets]``, KPI at the reference CM (normalised).
+        log_scale: ``[n_targets]`` log of the per-target output scale.
+        offset: ``[n_targets]`` per-target output offset (model domain).
+    """
+
+    encoder: eqx.nn.MLP
+    base_head: eqx.nn.Linear
+    log_scale: Float[Array, " n_targets"]
+    offset: Float[Array, " n_targets"]
+
+    def __init__(
+        self,
+        key: PRNGKeyArray,
+        n_in: int,
+        n_targets: int,
+        *,
+        embed: int = 16,
+        hidden: int = 32,
+        depth: int = 2,
+        offset: Float[Array, " n_targets"] | None = None,
+        log_scale: Float[Array, " n_targets"] | None = None,
+    ):
+        k1, k2 = jax.random.split(key)
+        self.encoder = eqx.nn.MLP(n_in, embed, hidden, depth, activation=jax.nn.silu, key=k1)
+        self.base_head = eqx.nn.Linear(embed, n_targets, key=k2)
+        self.offset = (
+            jnp.zeros(n_targets, jnp.float32)
+            if offset is None
+            else jnp.asarray(offset, jnp.float32)
+        )
+        self.log_scale = (
+            jnp.zeros(n_targets, jnp.float32)
+            if log_scale is None
+            else jnp.asarray(log_scale, jnp.float32)
+        )
+
+    def embed(
+        self, state: Float[Array, "cells n_state"], static: Float[Array, "cells n_static"]
+    ) -> Float[Array, "cells embed"]:
+        """Environment embedding per cell."""
+        return jax.vmap(self.encoder)(jnp.concatenate([state, static], axis=-1))
+
+    def base(self, embedding: Float[Array, "cells embed"]) -> Float[Array, "cells n_targets"]:
+        """Normalised KPI level at the reference CM."""
+        return jax.vmap(self.base_head)(embedding)
+
+    def calibrate(self, y: Float[Array, "cells n_targets"]) -> Float[Array, "cells n_targets"]:
+        """Output calibration ``offset + exp(log_scale) * y``."""
+        return self.offset + jnp.exp(self.log_scale) * y
+
+
+class ResponsePart(eqx.Module):
+    """(environment embedding, own CM, neighbours' CM) -> normalised KPI change.
+
+    Attributes:
+        message: MLP ``[2 n_cm + 4] -> [n_message]``, one message per (cell, neighbour) edge.
+        head: MLP ``[embed + n_cm + n_message] -> [n_targets]``.
+    """
+
+    message: eqx.nn.MLP
+    head: eqx.nn.MLP
+
+    def __init__(
+        self,
+        key: PRNGKeyArray,
+        n_cm: int,
+        n_targets: int,
+        *,
+        embed: int = 16,
+        hidden: int = 32,
+        depth: int = 2,
+        n_message: int = 8,
+    ):
+        k1, k2 = jax.random.split(key)
+        self.message = eqx.nn.MLP(
+            2 * n_cm + N_EDGE_FEATURES, n_message, hidden, depth, activation=jax.nn.silu, key=k1
+        )
+        self.head = eqx.nn.MLP(
+            embed + n_cm + n_message, n_targets, hidden, depth, activation=jax.nn.silu, key=k2
+        )
+
+    def _raw(
+        self,
+        embedding: Float[Array, "cells embed"],
+        cm_unit: Float[Array, "cells n_cm"],
+        neighbours: Int[Array, "cells k"],
+        edge_features: Float[Array, "cells k n_edge"],
+        neighbour_mask: Bool[Array, "cells k"],
+    ) -> Float[Array, "cells n_targets"]:
+        own = jnp.broadcast_to(cm_unit[:, None, :], (*neighbours.shape, cm_unit.shape[-1]))
+        edges = jnp.concatenate([own, cm_unit[neighbours], edge_features], axis=-1)
+        msg = jax.vmap(jax.vmap(self.message))(edges)
+        w = neighbour_mask.astype(msg.dtype)[..., None]
+        agg = (msg * w).sum(axis=1) / jnp.maximum(w.sum(axis=1), 1.0)
+        return jax.vmap(self.head)(jnp.concatenate([embedding, cm_unit, agg], axis=-1))
+
+    def __call__(
+        self,
+        embedding: Float[Array, "cells embed"],
+        cm_unit: Float[Array, "cells n_cm"],
+        cm_ref_unit: Float[Array, " n_cm"],
+        neighbours: Int[Array, "cells k"],
+        edge_features: Float[Array, "cells k n_edge"],
+        neighbour_mask: Bool[Array, "cells k"],
+    ) -> Float[Array, "cells n_targets"]:
+        """KPI change relative to every cell at the reference CM (zero there by construction)."""
+        ref = jnp.broadcast_to(cm_ref_unit, cm_unit.shape)
+        both = jnp.stack([cm_unit, ref])
+        raw = jax.vmap(
+            lambda x: self._raw(embedding, x, neighbours, edge_features, neighbour_mask)
+        )(both)
+        return raw[0] - raw[1]
+
+
+class Surrogate(eqx.Module):
+    """Per-cell KPI surrogate ``Surrogate(env, response)``; see the module docstring.
+
+    Attributes:
+        env: the environment part (embedding, base level, calibration).
+        response: the CM-response part.
+        log_targets: per target, model domain is log (static).
+    """
+
+    env: EnvironmentPart
+    response: ResponsePart
+    log_targets: tuple[bool, ...] = eqx.field(static=True)
+
+    def snapshot(
+        self,
+        state: Float[Array, "cells n_state"],
+        static: Float[Array, "cells n_static"],
+        cm_unit: Float[Array, "cells n_cm"],
+        cm_ref_unit: Float[Array, " n_cm"],
+        neighbours: Int[Array, "cells k"],
+        edge_features: Float[Array, "cells k n_edge"],
+        neighbour_mask: Bool[Array, "cells k"],
+        prior: Float[Array, "cells n_targets"],
+    ) -> tuple[Float[Array, "cells n_targets"], Float[Array, "cells embed"]]:
+        """One snapshot: (model-domain prediction, environment embedding)."""
+        e = self.env.embed(state, static)
+        r = self.response(e, cm_unit, cm_ref_unit, neighbours, edge_features, neighbour_mask)
+        return prior + self.env.calibrate(self.env.base(e) + r), e
+
+
+def _snapshots(model: Surrogate, batch: GraphBatch) -> tuple[Array, Array]:
+    g = batch.graph
+    ef = g.edge_features()
+
+    def one(state, cm_unit, prior):
+        return model.snapshot(
+            state, batch.static, cm_unit, batch.cm_ref_unit, g.index, ef, g.mask, prior
+        )
+
+    return jax.vmap(one)(batch.state, batch.cm_unit, batch.prior)
+
+
+@eqx.filter_jit
+def apply(model: Surrogate, batch: GraphBatch) -> Float[Array, "snapshots cells n_targets"]:
+    """Model-domain predictions for every snapshot of ``batch`` (log for log targets)."""
+    return _snapshots(model, batch)[0]
+
+
+@eqx.filter_jit
+def embed(model: Surrogate, batch: GraphBatch) -> Float[Array, "snapshots cells embed"]:
+    """Environment embeddings for every snapshot of ``batch``."""
+    return _snapshots(model, batch)[1]
+
+
+@eqx.filter_jit
+def predict_kpis(model: Surrogate, batch: GraphBatch) -> Float[Array, "snapshots cells n_targets"]:
+    """Predicted targets in physical units (Mbps, ...), ``[snapshots, cells, n_targets]``."""
+    return from_model_domain(apply(model, batch), model.log_targets)
+
+
+def _calibration_init(batch: GraphBatch) -> tuple[np.ndarray, np.ndarray]:
+    z = np.asarray(to_model_domain(batch.targets, batch.log_targets) - batch.prior)
+    m = np.asarray(batch.mask)
+    rows = z[m] if m.any() else np.zeros((1, z.shape[-1]))
+    return rows.mean(axis=0), np.log(np.maximum(rows.std(axis=0), 1e-3))
+
+
+def _build(
+    key: PRNGKeyArray,
+    sizes: tuple[int, int, int, int],
+    offset: Array,
+    log_scale: Array,
+    log_targets: tuple[bool, ...],
+    embed: int,
+    hidden: int,
+    depth: int,
+    n_message: int,
+) -> Surrogate:
+    n_state, n_static, n_cm, n_t = sizes
+    k1, k2 = jax.random.split(key)
+    env = EnvironmentPart(
+        k1,
+        n_state + n_static,
+        n_t,
+        embed=embed,
+        hidden=hidden,
+        depth=depth,
+        offset=offset,
+        log_scale=log_scale,
+    )
+    resp = ResponsePart(k2, n_cm, n_t, embed=embed, hidden=hidden, depth=depth, n_message=n_message)
+    return Surrogate(env, resp, log_targets)
+
+
+def key_seed(key: PRNGKeyArray) -> np.ndarray:
+    """The raw bits of a PRNG key (typed or legacy uint32), to seed a host-side numpy RNG."""
+    raw = jax.random.key_data(key) if jnp.issubdtype(key.dtype, jax.dtypes.prng_key) else key
+    return np.asarray(raw, np.uint32).ravel()
+
+
+def materialise(abstract: PyTree, rng: np.random.Generator) -> PyTree:
+    """Fill every `eqx.nn.Linear` of an abstract module (from ``eqx.filter_eval_shape``).
+
+    Same distribution as Equinox's default: weights and biases ``U(-1/sqrt(fan_in),
+    1/sqrt(fan_in))``. Drawn on the host with numpy, so initialisation compiles nothing (XLA
+    compilation of the random number generator dominates start-up on small CPUs).
+    """
+
+    def fill(x):
+        if not isinstance(x, eqx.nn.Linear):
+            return x
+        fan_in = 1 if x.in_features == "scalar" else int(x.in_features)
+        lim = 1.0 / np.sqrt(fan_in)
+        w = jnp.asarray(rng.uniform(-lim, lim, x.weight.shape), jnp.float32)
+        if x.bias is None:
+            return eqx.tree_at(lambda m: m.weight, x, w)
+        b = jnp.asarray(rng.uniform(-lim, lim, x.bias.shape), jnp.float32)
+        return eqx.tree_at(lambda m: (m.weight, m.bias), x, (w, b))
+
+    return jax.tree.map(fill, abstract, is_leaf=lambda x: isinstance(x, eqx.nn.Linear))
+
+
+def _host_build(
+    rng: np.random.Generator,
+    sizes: tuple[int, int, int, int],
+    offset: np.ndarray,
+    log_scale: np.ndarray,
+    log_targets: tuple[bool, ...],
+    **kw,
+) -> Surrogate:
+    n_t = sizes[3]
+    abstract = eqx.filter_eval_shape(
+        lambda k: _build(k, sizes, jnp.zeros(n_t), jnp.zeros(n_t), log_targets, **kw),
+        jax.random.key(0),
+    )
+    model = materialise(abstract, rng)
+    return eqx.tree_at(
+        lambda m: (m.env.offset, m.env.log_scale),
+        model,
+        (jnp.asarray(offset, jnp.float32), jnp.asarray(log_scale, jnp.float32)),
+    )
+
+
+def init_surrogate(
+    key: PRNGKeyArray,
+    batch: GraphBatch,
+    *,
+    embed: int = 16,
+    hidden: int = 32,
+    depth: int = 2,
+    n_message: int = 8,
+) -> Surrogate:
+    """A fresh surrogate sized for ``batch``, calibration initialised to its target statistics.
+
+    ``offset``/``log_scale`` start at the masked mean / log-std of ``targets - prior`` in the
+    model domain, so the network's own output is O(1). Weights are drawn on the host
+    (`materialise`) from a numpy RNG seeded by ``key``. ``batch`` must be concrete.
+    """
+    offset, log_scale = _calibration_init(batch)
+    return _host_build(
+        np.random.default_rng(key_seed(key)),
+        _sizes(batch),
+        offset,
+        log_scale,
+        tuple(batch.log_targets),
+        embed=embed,
+        hidden=hidden,
+        depth=depth,
+        n_message=n_message,
+    )
+
+
+def _sizes(batch: GraphBatch) -> tuple[int, int, int, int]:
+    return (
+        int(batch.state.shape[-1]),
+        int(batch.static.shape[-1]),
+        int(batch.cm_unit.shape[-1]),
+        int(batch.targets.shape[-1]),
+    )
+
+
+def _part_filter(model: PyTree, part: str) -> PyTree:
+    spec = jax.tree.map(lambda _: False, model)
+    sub = getattr(model, part)
+    return eqx.tree_at(lambda m: getattr(m, part), spec, replace=jax.tree.map(eqx.is_array, sub))
+
+
+def env_filter(model: Surrogate) -> PyTree[bool]:
+    """Filter spec selecting the arrays of the environment part (incl. calibration).
+
+    Use as ``diff, frozen = eqx.partition(model, env_filter(model))``. Works on single
+    surrogates and on stacked ensembles alike.
+    """
+    return _part_filter(model, "env")
+
+
+def response_filter(model: Surrogate) -> PyTree[bool]:
+    """Filter spec selecting the arrays of the response part."""
+    return _part_filter(model, "response")
+
+
+def all_filter(model: PyTree) -> PyTree[bool]:
+    """Filter spec selecting every array (plain training / fine-tuning)."""
+    return jax.tree.map(eqx.is_array, model)
+
+
+__all__: Sequence[str] = (
+    "EnvironmentPart",
+    "ResponsePart",
+    "Surrogate",
+    "apply",
+    "embed",
+    "predict_kpis",
+    "init_surrogate",
+    "env_filter",
+    "response_filter",
+    "all_filter",
+)

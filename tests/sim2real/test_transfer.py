@@ -1,0 +1,99 @@
+"""Transfer methods on the hidden analytic generator (see conftest.py).
+
+Commercial data covers only CM near the default, and its environment differs from the twin by a
+known per-area level shift and load-sensitivity scale; the CM response is the same. The key
+property of the framework's ``sim2real`` method: it beats ``commercial_only`` out of the
+commercial CM range (it keeps the twin's response) and ``twin_only`` in range (it adapts the
+environment), and leaves the response part bit-identical.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from sim2real import METHODS, TransferConfig, fit, mae, predict, pretrain_twin
+
+from .conftest import hex_topo, make_batch
+
+CFG = TransferConfig(
+    n_models=2, embed=16, hidden=32, twin_steps=300, commercial_steps=150, batch_snapshots=16,
+    eval_every=50, patience=4, progress=False,
+)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def problem():
+    topo = hex_topo()
+    rng = np.random.default_rng(0)
+    twin = make_batch(rng, topo, 64, commercial=False, cm_mode="uniform")
+    comm = make_batch(rng, topo, 64, commercial=True, cm_mode="local")
+    test_in = make_batch(rng, topo, 24, commercial=True, cm_mode="local", noise=0.0)
+    test_out = make_batch(rng, topo, 24, commercial=True, cm_mode="uniform", noise=0.0)
+    return twin, comm, test_in, test_out
+
+
+@pytest.fixture(scope="module")
+def pretrained(problem):
+    return pretrain_twin(jax.random.key(0), problem[0], CFG)
+
+
+def _log_mae(ens, batch) -> float:
+    mean, _ = predict(ens, batch)
+    return float(mae(jnp.log(mean), jnp.log(batch.targets), batch.mask[..., None]))
+
+
+@pytest.mark.slow
+def test_sim2real_key_property(problem, pretrained):
+    twin, comm, test_in, test_out = problem
+    err = {}
+    models = {}
+    for method in ("twin_only", "commercial_only", "sim2real"):
+        models[method] = fit(method, jax.random.key(1), twin, comm, CFG, pretrained=pretrained)
+        err[method] = (_log_mae(models[method], test_in), _log_mae(models[method], test_out))
+    print({k: tuple(round(x, 4) for x in v) for k, v in err.items()})
+    # out of the commercial CM range: the twin's response beats learning it from narrow data
+    assert err["sim2real"][1] < 0.8 * err["commercial_only"][1]
+    # in range: adapting the environment beats the unadapted twin
+    assert err["sim2real"][0] < 0.5 * err["twin_only"][0]
+    # the adaptation touched only the environment part
+    s2r = models["sim2real"]
+    for a, b in zip(
+        jax.tree.leaves(s2r.response), jax.tree.leaves(pretrained.response), strict=True
+    ):
+        np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(s2r.env.offset, pretrained.env.offset)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["fine_tune", "l2sp", "ewc", "dann"])
+def test_other_methods_adapt(problem, pretrained, method):
+    twin, comm, test_in, _ = problem
+    cfg = TransferConfig(**{**CFG.__dict__, "commercial_steps": 100})
+    ens = fit(method, jax.random.key(2), twin, comm, cfg, pretrained=pretrained)
+    mean, std = predict(ens, test_in)
+    assert bool(jnp.isfinite(mean).all() & jnp.isfinite(std).all())
+    # every method adapts to the commercial level: better in range than the twin model
+    assert _log_mae(ens, test_in) < 0.7 * _log_mae(pretrained, test_in)
+
+
+def test_fit_rejects_bad_input(problem):
+    twin, comm, _, _ = problem
+    with pytest.raises(ValueError, match="unknown method 'magic'"):
+        fit("magic", jax.random.key(0), twin, comm, CFG)
+    with pytest.raises(ValueError, match="needs commercial data"):
+        fit("sim2real", jax.random.key(0), twin, None, CFG)
+    with pytest.raises(TypeError, match="GraphBatch"):
+        fit("twin_only", jax.random.key(0), {"a": 1}, None, CFG)
+    other = dataclasses.replace(comm, target_names=("mean_sinr_db",))
+    with pytest.raises(ValueError, match="target_names"):
+        fit("sim2real", jax.random.key(0), twin, other, CFG)
+    with pytest.raises(ValueError, match="patience"):
+        TransferConfig(patience=0)
+    assert set(METHODS) == {
+        "commercial_only", "twin_only", "fine_tune", "l2sp", "ewc", "dann", "sim2real"
+    }  # fmt: skip
