@@ -1,9 +1,106 @@
 """dtwin: a differentiable multi-cell network Digital Twin in JAX.
 
-Public API is re-exported here; see the submodules for details.
+Subpackages and modules (all pure functions over pytrees; Equinox modules hold parameters):
+
+* ``channel``: TR 38.901 pathloss, LOS probability, O2I, shadow fading, large-scale parameters.
+* ``geometry``, ``antenna``, ``links``: hexagonal layouts and UE drops, the tilted BS column,
+  coupling loss and geometry SINR (the Phase-1 calibration).
+* ``cm``: configuration-management schema (bounds, steps, rounding).
+* ``throughput``, ``kpi``: link-level throughput proxy, PF scheduler, KPIs and PM counters.
+* ``network``: the multi-cell network model (association, load coupling, throughput).
+* ``areas``, ``sweep``: area types and sharded, resumable CM-response sweeps to Parquet.
+* ``field``: a synthetic field-network stand-in with a hidden reality.
+* ``rt``: Sionna RT bridge (custom VJP), soundings, site fits, material calibration.
+* ``ue``: conditional-VAE UE behaviour and its closed-loop refinement.
+* ``realdata``: loader for the UCC 5G production measurements.
 """
 
-from . import schema
+from . import antenna, areas, channel, cm, geometry, kpi, links, network, schema, sweep, throughput
 from ._llvm import configure_llvm, find_libllvm
+from .antenna import array_gain_dbi, element_gain_dbi
+from .areas import AREA_TYPES, AreaType, area_type, network_for_area
+from .channel import (
+    RMa,
+    UMa,
+    UMi,
+    InHOffice,
+    los_probability,
+    o2i_loss_db,
+    pathloss_db,
+    sample_lsps,
+    shadow_fading_std_db,
+)
+from .cm import DEFAULT_CM_SCHEMA, CMParam, CMSchema
+from .geometry import Topology, UEs, drop_ues, hex_topology, link_geometry
+from .kpi import soft_quantile
+from .links import coupling_loss_db, geometry_sinr_db, thermal_noise_dbm
+from .network import (
+    LinkChannel,
+    Network,
+    NetworkResult,
+    UEPopulation,
+    cell_kpis,
+    draw_channel,
+    simulate,
+    solve_load,
+)
+from .sweep import SweepConfig, read_sweep, run_sweep, sample_snapshot
+from .throughput import cqi_from_sinr, pf_throughput_mbps, shannon_se, spectral_efficiency
 
-__all__ = ["schema", "configure_llvm", "find_libllvm"]
+__all__ = [
+    "AREA_TYPES",
+    "AreaType",
+    "CMParam",
+    "CMSchema",
+    "DEFAULT_CM_SCHEMA",
+    "InHOffice",
+    "LinkChannel",
+    "Network",
+    "NetworkResult",
+    "RMa",
+    "SweepConfig",
+    "Topology",
+    "UEPopulation",
+    "UEs",
+    "UMa",
+    "UMi",
+    "antenna",
+    "area_type",
+    "areas",
+    "array_gain_dbi",
+    "cell_kpis",
+    "channel",
+    "cm",
+    "configure_llvm",
+    "coupling_loss_db",
+    "cqi_from_sinr",
+    "draw_channel",
+    "drop_ues",
+    "element_gain_dbi",
+    "find_libllvm",
+    "geometry",
+    "geometry_sinr_db",
+    "hex_topology",
+    "kpi",
+    "link_geometry",
+    "links",
+    "los_probability",
+    "network",
+    "network_for_area",
+    "o2i_loss_db",
+    "pathloss_db",
+    "pf_throughput_mbps",
+    "read_sweep",
+    "run_sweep",
+    "sample_lsps",
+    "sample_snapshot",
+    "schema",
+    "shadow_fading_std_db",
+    "shannon_se",
+    "simulate",
+    "soft_quantile",
+    "solve_load",
+    "spectral_efficiency",
+    "sweep",
+    "thermal_noise_dbm",
+]
