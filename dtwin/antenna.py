@@ -63,11 +63,13 @@ def _array_factor(cos_zenith: Array, tilt_deg: Array, n_elements: int, spacing_w
     """
     cos_tilt = jnp.cos(jnp.radians(90.0 + tilt_deg))
     psi = 2.0 * jnp.pi * spacing_wl * (cos_zenith - cos_tilt)
-    m = jnp.arange(n_elements, dtype=jnp.float32)
-    phase = psi[..., None] * m
-    re = jnp.sum(jnp.cos(phase), axis=-1)
-    im = jnp.sum(jnp.sin(phase), axis=-1)
-    return (jnp.square(re) + jnp.square(im)) / n_elements
+    # Closed form of the geometric sum: |Σ_m e^{jmψ}|² = sin²(Mψ/2) / sin²(ψ/2) (two sines
+    # instead of 2M); at ψ → 0 (mod 2π) the limit is M², where the pattern is flat to O(ψ²).
+    s_half = jnp.sin(0.5 * psi)
+    near_peak = jnp.abs(s_half) < 1e-3
+    safe = jnp.where(near_peak, 1.0, s_half)
+    ratio = jnp.square(jnp.sin(0.5 * n_elements * psi) / safe)
+    return jnp.where(near_peak, float(n_elements * n_elements), ratio) / n_elements
 
 
 def array_gain_dbi(
@@ -99,7 +101,11 @@ def array_gain_dbi(
         raise ValueError(f"array_gain_dbi: n_elements must be >= 1, got {n_elements!r}")
     if not spacing_wl > 0.0:
         raise ValueError(f"array_gain_dbi: spacing_wl must be positive, got {spacing_wl!r}")
-    th_local, ph_local = rotate_downtilt_deg(zenith_deg, azimuth_deg, mech_tilt_deg)
+    if isinstance(mech_tilt_deg, int | float) and mech_tilt_deg == 0:
+        th_local = jnp.asarray(zenith_deg, jnp.float32)  # no mechanical tilt: frames coincide
+        ph_local = jnp.asarray(azimuth_deg, jnp.float32)
+    else:
+        th_local, ph_local = rotate_downtilt_deg(zenith_deg, azimuth_deg, mech_tilt_deg)
     tilt_deg = jnp.asarray(tilt_deg, jnp.float32)
     af = _array_factor(jnp.cos(jnp.radians(th_local)), tilt_deg, n_elements, spacing_wl)
     return element_gain_dbi(th_local, ph_local) + 10.0 * jnp.log10(af + _ARRAY_FACTOR_FLOOR)
