@@ -38,6 +38,30 @@ def _hazen_quantile(x: Float[Array, " n"], q, w: Float[Array, " n"]) -> Float[Ar
     return jnp.interp(q, pos, xs)
 
 
+def _hazen_quantile_shared(
+    x: Float[Array, " n"], q, w: Float[Array, "groups n"]
+) -> Float[Array, " groups"]:
+    """`_hazen_quantile` of the same samples under several weightings, with one sort.
+
+    Used for per-cell quantiles of UE values (each cell weighs the UEs by its serving mass):
+    one argsort of the UEs instead of one per cell.
+    """
+    order = jnp.argsort(x)
+    xs, ws = x[order], w[:, order]
+
+    def one(wrow):
+        total = jnp.sum(wrow)
+        pos = (jnp.cumsum(wrow) - 0.5 * wrow) / total
+        m = wrow > 0
+        first = xs[jnp.argmax(m)]
+        last = xs[xs.shape[0] - 1 - jnp.argmax(m[::-1])]
+        v = jnp.where(~m & (jnp.cumsum(m) == 0), first, xs)
+        v = jnp.where(~m & (jnp.cumsum(m[::-1])[::-1] == 0), last, v)
+        return jnp.interp(q, pos, v)
+
+    return jax.vmap(one)(ws)
+
+
 def _kernel_quantile(
     x: Float[Array, " n"], q, w: Float[Array, " n"], temperature
 ) -> Float[Array, ""]:
@@ -233,12 +257,16 @@ def cell_kpis(
     n = pm["active_ues"]
     thr = jnp.asarray(throughput_mbps, jnp.float32)
     has = n > _EMPTY_MASS
-    edge = soft_quantile(
-        jnp.broadcast_to(thr, (p.shape[1], p.shape[0])),
-        edge_quantile,
-        jnp.where(has[:, None], p.T, 1.0),
-        quantile_temperature,
-    )
+    w_cells = jnp.where(has[:, None], p.T, 1.0)
+    if quantile_temperature is None:  # exact: one sort of the UEs shared by all cells
+        edge = _hazen_quantile_shared(thr, edge_quantile, w_cells)
+    else:
+        edge = soft_quantile(
+            jnp.broadcast_to(thr, (p.shape[1], p.shape[0])),
+            edge_quantile,
+            w_cells,
+            quantile_temperature,
+        )
     cov = coverage_indicator(
         _per_link(rsrp_dbm, p.shape, "rsrp_dbm"), coverage_threshold_dbm, coverage_temperature_db
     )

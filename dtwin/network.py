@@ -155,17 +155,30 @@ class NetworkResult(eqx.Module):
 def draw_channel(key: PRNGKeyArray, network: Network, population: UEPopulation) -> LinkChannel:
     """Draw LOS states, shadow fading and O2I loss for every link (TR 38.901 7.4.2, 7.4.1, 7.4.3).
 
-    LOS is drawn from the LOS probability at each link's *outdoor* 2D distance; site-to-site
-    correlation of shadowing is not modelled (independent per link).
+    LOS is drawn from the LOS probability at each link's *outdoor* 2D distance. LOS state and
+    shadow fading are drawn once per UE-*site* link and shared by the site's co-located sectors
+    (as in the TR 38.901 calibration); shadowing is not correlated across sites or UEs.
     """
     ues = population.ues
-    geom = link_geometry(network.topology, ues)
+    topo = network.topology
+    geom = link_geometry(topo, ues)
+    n_sites = topo.site_xy_m.shape[0]
     k_los, k_sf, k_o2i = jax.random.split(key, 3)
+    site_u = jax.random.uniform(k_los, (ues.xy_m.shape[0], n_sites))[:, topo.cell_site]
+    site_z = jax.random.normal(k_sf, (ues.xy_m.shape[0], n_sites))[:, topo.cell_site]
     d_out = jnp.maximum(geom.distance_2d_m - ues.d2d_in_m[:, None], 0.0)
     p_los = los_probability(network.scenario, d_out, ues.h_m[:, None])
-    los = jax.random.uniform(k_los, p_los.shape) < p_los
-    sigma = shadow_fading_std_db(network.scenario, los, ues.indoor[:, None])
-    sf = sigma * jax.random.normal(k_sf, p_los.shape)
+    los = site_u < p_los
+    sigma = shadow_fading_std_db(
+        network.scenario,
+        los,
+        ues.indoor[:, None],
+        distance_2d_m=geom.distance_2d_m,
+        h_bs_m=topo.bs_height_m[None, :],
+        h_ut_m=ues.h_m[:, None],
+        carrier_hz=network.carrier_hz,
+    )
+    sf = sigma * site_z
     o2i = o2i_loss_db(k_o2i, network.carrier_hz, ues.d2d_in_m, ues.high_loss)
     o2i = jnp.where(ues.indoor, o2i, 0.0)
     return LinkChannel(los=los, sf_db=sf.astype(jnp.float32), o2i_db=o2i.astype(jnp.float32))

@@ -301,6 +301,20 @@ def pdsch_overhead(
 
 
 # --------------------------------------------------------------------------- PF scheduler
+def _water_level_sorted(ts: Float[Array, " ues"], ps: Float[Array, " ues"]) -> Float[Array, ""]:
+    """`_water_level` on time shares already sorted ascending (``ps`` in the same order)."""
+    cum_pt = jnp.cumsum(ps * ts)
+    tail_p = jnp.sum(ps) - jnp.cumsum(ps)
+    g = cum_pt + ts * tail_p
+    k = jnp.sum(g <= 1.0)  # number of satisfied UEs (G is non-decreasing)
+    cum_pt0 = jnp.concatenate([jnp.zeros(1, ts.dtype), cum_pt])
+    tail_p0 = jnp.concatenate([jnp.sum(ps)[None], tail_p])
+    num, den = cum_pt0[k], tail_p0[k]
+    ok = den > 1e-12
+    lam = jnp.where(ok, (1.0 - num) / jnp.where(ok, den, 1.0), 1.0)
+    return jnp.clip(lam, 0.0, 1.0)
+
+
 def _water_level(t: Float[Array, " ues"], p: Float[Array, " ues"]) -> Float[Array, ""]:
     """Solve ``sum_u p_u min(t_u, lam) = 1`` for ``lam`` in ``[0, 1]`` (``1`` if under-loaded).
 
@@ -309,17 +323,7 @@ def _water_level(t: Float[Array, " ues"], p: Float[Array, " ues"]) -> Float[Arra
     level is ``(1 - sum_{j<=k*} p_j t_j) / sum_{j>k*} p_j``. Differentiable almost everywhere.
     """
     order = jnp.argsort(t)
-    ts, ps = t[order], p[order]
-    cum_pt = jnp.cumsum(ps * ts)
-    tail_p = jnp.sum(ps) - jnp.cumsum(ps)
-    g = cum_pt + ts * tail_p
-    k = jnp.sum(g <= 1.0)  # number of satisfied UEs (G is non-decreasing)
-    cum_pt0 = jnp.concatenate([jnp.zeros(1, t.dtype), cum_pt])
-    tail_p0 = jnp.concatenate([jnp.sum(ps)[None], tail_p])
-    num, den = cum_pt0[k], tail_p0[k]
-    ok = den > 1e-12
-    lam = jnp.where(ok, (1.0 - num) / jnp.where(ok, den, 1.0), 1.0)
-    return jnp.clip(lam, 0.0, 1.0)
+    return _water_level_sorted(t[order], p[order])
 
 
 def pf_throughput_mbps(
@@ -365,10 +369,12 @@ def pf_throughput_mbps(
         raise ValueError(
             f"se_bps_hz must be [ues]={n_ues} or [ues, cells]={p.shape}, got shape {se.shape}"
         )
+    shared_t = se.ndim == 1 and jnp.ndim(bandwidth_hz) == 0
     if se.ndim == 1:
         se = se[:, None]
-    bw = jnp.broadcast_to(jnp.asarray(bandwidth_hz, jnp.float32), (n_cells,))
-    peak_mbps = bw[None, :] * se * (1.0 - overhead) / 1e6  # [ues, cells]
+    bw = jnp.asarray(bandwidth_hz, jnp.float32)
+    bw = bw if shared_t else jnp.broadcast_to(bw, (n_cells,))[None, :]
+    peak_mbps = bw * se * (1.0 - overhead) / 1e6  # [ues, cells], or [ues, 1] when shared
     if demand_mbps is None:
         n = jnp.sum(p, axis=0)
         share = jnp.broadcast_to(1.0 / jnp.maximum(n, 1.0), p.shape)
@@ -383,7 +389,11 @@ def pf_throughput_mbps(
         pk_safe = jnp.maximum(peak_mbps, 1e-3)
         need = jnp.where(peak_mbps > 1e-3, d_safe / pk_safe, jnp.where(d_safe > 0, 1.0, 0.0))
         t = jnp.where(finite[:, None], jnp.minimum(need, 1.0), 1.0)
-        lam = jax.vmap(_water_level, in_axes=(1, 1))(t, p)  # [cells]
+        if shared_t:  # same time shares toward every cell: one sort serves all cells
+            order = jnp.argsort(t[:, 0])
+            lam = jax.vmap(_water_level_sorted, in_axes=(None, 1))(t[order, 0], p[order])
+        else:
+            lam = jax.vmap(_water_level, in_axes=(1, 1))(t, p)  # [cells]
         share = jnp.minimum(t, lam[None, :])
     used = p * share
     throughput = jnp.sum(used * peak_mbps, axis=1)
