@@ -15,7 +15,23 @@ Subpackages and modules (all pure functions over pytrees; Equinox modules hold p
 * ``realdata``: loader for the UCC 5G production measurements.
 """
 
-from . import antenna, areas, channel, cm, geometry, kpi, links, network, schema, sweep, throughput
+from . import (
+    antenna,
+    areas,
+    channel,
+    cm,
+    field,
+    geometry,
+    kpi,
+    links,
+    network,
+    realdata,
+    rt,
+    schema,
+    sweep,
+    throughput,
+    ue,
+)
 from ._llvm import configure_llvm, find_libllvm
 from .antenna import array_gain_dbi, element_gain_dbi
 from .areas import AREA_TYPES, AreaType, area_type, network_for_area
@@ -77,6 +93,7 @@ __all__ = [
     "draw_channel",
     "drop_ues",
     "element_gain_dbi",
+    "field",
     "find_libllvm",
     "geometry",
     "geometry_sinr_db",
@@ -91,6 +108,8 @@ __all__ = [
     "pathloss_db",
     "pf_throughput_mbps",
     "read_sweep",
+    "realdata",
+    "rt",
     "run_sweep",
     "sample_lsps",
     "sample_snapshot",
@@ -103,4 +122,5 @@ __all__ = [
     "spectral_efficiency",
     "sweep",
     "thermal_noise_dbm",
+    "ue",
 ]

@@ -1,6 +1,7 @@
 """Network model: closed forms, an independent load-coupling solver, finite differences."""
 
 import chex
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -19,6 +20,10 @@ from dtwin.network import (
     draw_channel,
     simulate,
 )
+
+
+# One compiled program per (shapes, hard, temperature): tests share them instead of tracing eagerly.
+sim = eqx.filter_jit(simulate)
 
 
 def _small(n_sites=1, ues_per_cell=3, demand=5.0, seed=0):
@@ -55,7 +60,7 @@ def _numpy_reference(net, pop, ch, cm, iters=500):
 
 def test_hard_snapshot_matches_independent_numpy_solver():
     net, pop, ch, cm = _small(n_sites=7, ues_per_cell=4, demand=3.0)
-    res = jax.jit(simulate, static_argnames="hard")(net, pop, ch, cm, hard=True)
+    res = sim(net, pop, ch, cm, hard=True)
     serv, sinr, load = _numpy_reference(net, pop, ch, cm)
     np.testing.assert_array_equal(np.argmax(res.serving_prob, 1), serv)
     np.testing.assert_allclose(res.prb_utilization, load, atol=2e-3)
@@ -73,7 +78,7 @@ def test_single_cell_single_ue_closed_form():
     # Switch two cells off (30 dBm and far below the third): the UE of the strongest cell sees
     # essentially only noise plus tiny interference; compare against the closed form with it.
     cm = DEFAULT_CM_SCHEMA.default(3)
-    res = simulate(net, pop, ch, cm, hard=True)
+    res = sim(net, pop, ch, cm, hard=True)
     g = np.asarray(coupling_gain_db(net, pop, ch, cm["tilt_deg"]), np.float64)
     rx = 10 ** ((np.asarray(cm["tx_power_dbm"])[None] + g) / 10)
     noise = 10 ** (net.noise_dbm / 10)
@@ -90,25 +95,25 @@ def test_single_cell_single_ue_closed_form():
 
 
 def test_cio_moves_association():
-    net, pop, ch, cm = _small(n_sites=1, ues_per_cell=4)
+    net, pop, ch, cm = _small()
     cm = dict(cm, cio_db=jnp.array([6.0, -6.0, -6.0]))
-    base = simulate(net, pop, ch, dict(cm, cio_db=jnp.zeros(3)), hard=True)
-    biased = simulate(net, pop, ch, cm, hard=True)
+    base = sim(net, pop, ch, dict(cm, cio_db=jnp.zeros(3)), hard=True)
+    biased = sim(net, pop, ch, cm, hard=True)
     assert float(biased.serving_prob[:, 0].sum()) >= float(base.serving_prob[:, 0].sum())
 
 
 def test_soft_association_rows_sum_to_one_and_approach_hard():
     net, pop, ch, cm = _small()
-    soft = simulate(net, pop, ch, cm, temperature_db=0.05)
-    hard = simulate(net, pop, ch, cm, hard=True)
+    soft = sim(net, pop, ch, cm, temperature_db=0.05)
+    hard = sim(net, pop, ch, cm, hard=True)
     chex.assert_shape(soft.serving_prob, (pop.ues.xy_m.shape[0], net.n_cells))
     np.testing.assert_allclose(soft.serving_prob.sum(1), 1.0, atol=1e-5)
     np.testing.assert_allclose(soft.serving_prob, hard.serving_prob, atol=1e-3)
 
 
 def test_shapes_dtypes_and_kpis():
-    net, pop, ch, cm = _small(n_sites=1, ues_per_cell=5)
-    res = simulate(net, pop, ch, cm)
+    net, pop, ch, cm = _small()
+    res = sim(net, pop, ch, cm)
     n = pop.ues.xy_m.shape[0]
     chex.assert_shape([res.sinr_db, res.throughput_mbps, res.se_bps_hz], (n,))
     chex.assert_shape(res.prb_utilization, (3,))
@@ -129,9 +134,9 @@ def test_vmap_over_snapshots_equals_loop():
     net, pop, ch, cm = _small()
     keys = jax.random.split(jax.random.PRNGKey(9), 3)
     chans = jax.vmap(lambda k: draw_channel(k, net, pop))(keys)
-    batched = jax.vmap(lambda c: simulate(net, pop, c, cm, hard=True).throughput_mbps)(chans)
+    batched = jax.jit(jax.vmap(lambda c: simulate(net, pop, c, cm, hard=True).throughput_mbps))(chans)
     for i, k in enumerate(keys):
-        one = simulate(net, pop, draw_channel(k, net, pop), cm, hard=True).throughput_mbps
+        one = sim(net, pop, draw_channel(k, net, pop), cm, hard=True).throughput_mbps
         np.testing.assert_allclose(batched[i], one, rtol=1e-5, atol=1e-5)
 
 
@@ -142,6 +147,7 @@ def test_gradient_matches_finite_differences(param):
         net, pop, ch, cm = _small(n_sites=1, ues_per_cell=3, demand=4.0)
         cm = {k: v.astype(jnp.float64) + (0.3 if k == "tilt_deg" else 0.0) for k, v in cm.items()}
 
+        @jax.jit
         def f(x):
             res = simulate(net, pop, ch, dict(cm, **{param: x}), temperature_db=2.0)
             return jnp.mean(res.throughput_mbps)
@@ -158,6 +164,6 @@ def test_gradient_wrt_scenario_parameters_is_finite():
         n2 = Network(net.topology, scenario, net.carrier_hz, net.bandwidth_hz)
         return jnp.mean(simulate(n2, pop, ch, cm).throughput_mbps)
 
-    g = jax.grad(f)(net.scenario)
+    g = jax.jit(jax.grad(f))(net.scenario)
     leaves = [x for x in jax.tree_util.tree_leaves(g) if hasattr(x, "dtype")]
     assert leaves and all(bool(jnp.all(jnp.isfinite(x))) for x in leaves)
