@@ -433,30 +433,13 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 # --------------------------------------------------------------------------- recommend
 def _surrogate_predictor(ensemble, context):
-    """A `opt.Predictor` from a surrogate ensemble: KPIs under a CM, averaged over the context
-    snapshots' states; the std is the ensemble spread."""
-    import equinox as eqx
-    import jax.numpy as jnp
+    """Kept for callers of the former private adapter: the public one,
+    `experiments.pipeline.ensemble_predictor` (KPIs under a CM averaged over the context
+    snapshots' states; std = ensemble spread)."""
+    _ensure_experiments_importable()
+    from experiments.pipeline import ensemble_predictor
 
-    from dtwin.cm import DEFAULT_CM_SCHEMA
-    from opt.objectives import Prediction
-    from sim2real.ensemble import predict
-
-    class _SurrogatePredictor(eqx.Module):
-        ensemble: Any
-        context: Any
-
-        def __call__(self, cm):
-            params = [DEFAULT_CM_SCHEMA[n] for n in self.context.cm_names]
-            u = jnp.stack([(cm[p.name] - p.low) / (p.high - p.low) for p in params], axis=-1)
-            mean, std = predict(self.ensemble, self.context.with_cm(u[None]))
-            names = self.context.target_names
-            return Prediction(
-                {n: jnp.mean(mean[..., i], axis=0) for i, n in enumerate(names)},
-                {n: jnp.mean(std[..., i], axis=0) for i, n in enumerate(names)},
-            )
-
-    return _SurrogatePredictor(ensemble, context)
+    return ensemble_predictor(ensemble, context)
 
 
 def cmd_recommend(args: argparse.Namespace) -> int:
@@ -508,7 +491,9 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     ensemble = s2r.restore_checkpoint(model_dir, template).ensemble
     n_ctx = min(int(cfg["context_periods"]), batch.n_snapshots)
     context = batch.take(np.arange(batch.n_snapshots - n_ctx, batch.n_snapshots))
-    predictor = _surrogate_predictor(ensemble, context)
+    from experiments.pipeline import ensemble_predictor
+
+    predictor = ensemble_predictor(ensemble, context)
     objective = {
         "mean_throughput": opt.mean_throughput,
         "cell_edge_throughput": opt.cell_edge_throughput,

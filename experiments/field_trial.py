@@ -1,0 +1,626 @@
+"""The field trial on three areas: recommend CM through the adapted surrogate, apply it to the
+field stand-in, and measure the downlink throughput before and after.
+
+**Synthetic.** The "field" is `dtwin.field`'s stand-in network (a hidden reality the twin lacks),
+so the trial can be evaluated *exactly*: every CM is applied to the stand-in and its per-cell KPIs
+are the mean over fresh snapshots (a seed used nowhere in training) without counter noise
+(`experiments.pipeline.field_truth`). A real network offers neither exact evaluation nor the
+oracle below.
+
+For each area type (metro: dense UMi small cells, high mobility; urban: UMa with many active UEs;
+suburban: UMa with few UEs; `dtwin.areas`):
+
+1. twin data (broad CM sampling) and the area's narrow commercial data
+   (`experiments.pipeline.twin_table`, `commercial_table`);
+2. surrogate ensembles predicting DL throughput, cell-edge throughput and coverage, trained with
+   ``sim2real`` and the ``commercial_only`` and ``twin_only`` baselines (`train_all`, one shared
+   twin pre-training);
+3. a CM recommendation from the current (default) CM with the default safety settings of `opt`
+   (2-step trust region, uncertainty penalty κ = 1, guardrails on coverage and cell-edge
+   throughput, no-change rule):
+
+   * ``sim2real``: gradient search (`opt.search`) through the Sim2Real surrogate (the method);
+   * ``random_search``, ``coordinate_descent``, ``cma_es``: derivative-free baselines through the
+     same surrogate, on a comparable evaluation budget (`opt.baselines`);
+   * ``commercial_only``, ``twin_only``: gradient search through those surrogates;
+   * ``oracle``: gradient search directly on the stand-in's soft (differentiable) simulation
+     with std = 0 -- the upper bound, impossible on a real network;
+
+4. every recommended CM applied to the stand-in: mean over cells of ``dl_throughput_mbps`` before
+   and after, the guardrail KPIs (mean coverage, mean cell-edge throughput), the share of the
+   oracle's gain achieved, and the **gain per unit of risk**
+
+       G / (1 + D + S),
+
+   with ``G`` the throughput gain (%), ``D`` the guardrail degradation on the field
+   (coverage drop in percentage points + cell-edge throughput drop in %, each floored at 0) and
+   ``S`` the mean |ΔCM| over cells and parameters in operator steps (how far the network is
+   moved, i.e. the exposure to model error).
+
+A guardrail is *violated on the field* when the area's mean coverage falls by more than 0.01 or
+its mean cell-edge throughput by more than 5 % (the margins of `opt.DEFAULT_GUARDRAILS`, applied
+to area means); per-cell violations are counted too.
+
+Reference study: 131.96 -> 141.56 Mbps (+7.36 %) overall; metro +7.3 %, urban +10.5 %,
+suburban +12.5 %.
+
+Outputs ``results/field_trial.json`` (`experiments.meta.write_result`), ``field_trial.md``
+and ``field_trial.png``::
+
+    python -m experiments.field_trial --small   # CI size (1 site per area)
+    python -m experiments.field_trial           # default: 7 sites, ~10 CPU-minutes (2-core CPU)
+    python -m experiments.field_trial --full    # reference-study data sizes (GPU advised)
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Float
+
+import opt
+from dtwin.cm import DEFAULT_CM_SCHEMA
+from dtwin.field import FieldNetwork, _field_cm, _field_snapshot
+from dtwin.network import Network, cell_kpis, simulate
+from experiments.meta import write_result
+from experiments.pipeline import (
+    batches,
+    commercial_table,
+    config_dict,
+    ensemble_predictor,
+    field_for_area,
+    field_truth,
+    train_all,
+    twin_table,
+)
+from sim2real.transfer import TransferConfig
+
+AREAS: tuple[str, ...] = ("metro", "urban", "suburban")
+TARGETS: tuple[str, ...] = ("dl_throughput_mbps", "cell_edge_throughput_mbps", "coverage")
+"""KPIs the surrogates model: the objective and the two guardrail KPIs."""
+
+SURROGATES: tuple[str, ...] = ("sim2real", "commercial_only", "twin_only")
+METHODS: tuple[str, ...] = (
+    "sim2real",
+    "random_search",
+    "coordinate_descent",
+    "cma_es",
+    "commercial_only",
+    "twin_only",
+    "oracle",
+)
+"""Recommenders compared: the method first, the oracle (upper bound) last."""
+
+REFERENCE = {
+    "overall_before_mbps": 131.96,
+    "overall_after_mbps": 141.56,
+    "overall_gain_pct": 7.36,
+    "gain_pct": {"metro": 7.3, "urban": 10.5, "suburban": 12.5},
+}
+
+COVERAGE_MARGIN = 0.01
+EDGE_MARGIN = 0.05
+
+SIZES: dict[str, dict[str, Any]] = {
+    "small": dict(
+        sites=1,
+        twin_snapshots=96,
+        periods=64,
+        members=2,
+        twin_steps=150,
+        commercial_steps=60,
+        starts=2,
+        steps=30,
+        refine_sweeps=1,
+        evals=64,
+        oracle_snapshots=8,
+        truth_snapshots=8,
+        context=8,
+    ),
+    "default": dict(
+        sites=7,
+        twin_snapshots=256,
+        periods=128,
+        members=3,
+        twin_steps=400,
+        commercial_steps=150,
+        starts=4,
+        steps=40,
+        refine_sweeps=1,
+        evals=160,
+        oracle_snapshots=8,
+        truth_snapshots=16,
+        context=16,
+    ),
+    "full": dict(  # the reference study's 100,000 rows each (21 cells per snapshot)
+        sites=7,
+        twin_snapshots=4800,
+        periods=4800,
+        members=5,
+        twin_steps=1500,
+        commercial_steps=600,
+        starts=8,
+        steps=100,
+        refine_sweeps=2,
+        evals=800,
+        oracle_snapshots=16,
+        truth_snapshots=64,
+        context=24,
+    ),
+}
+
+
+# --------------------------------------------------------------------------- the oracle
+class _FieldOracle(eqx.Module):
+    """The stand-in itself as an `opt` predictor (std = 0): the upper bound.
+
+    It knows the field exactly, down to the snapshots the trial is measured on: populations and
+    channels of those snapshots are drawn once (they do not depend on the CM) with the keys
+    `experiments.pipeline.field_truth` uses. A CM is realised as the field realises it
+    (`dtwin.field`: tilt installation errors, antenna-gain and pathloss offsets as power
+    offsets, all additive). Values are the field's exact (hard-association) KPIs on those
+    snapshots; gradients are those of the soft simulation (soft association, smooth SE curve),
+    passed straight through: ``soft + stop_gradient(hard − soft)``. Only arrays and the network
+    are kept (no static area), so areas with the same scenario share one compilation.
+    """
+
+    network: Network
+    tilt_offset_deg: Float[Array, " cells"]
+    power_offset_db: Float[Array, " cells"]
+    population: Any
+    channel: Any
+
+    def __call__(self, cm: Mapping[str, Float[Array, " cells"]]) -> opt.Prediction:
+        real_cm = dict(cm)
+        real_cm["tilt_deg"] = cm["tilt_deg"] + self.tilt_offset_deg
+        real_cm["tx_power_dbm"] = cm["tx_power_dbm"] + self.power_offset_db
+
+        def one(pop, ch):
+            soft = cell_kpis(self.network, pop, simulate(self.network, pop, ch, real_cm))
+            hard = cell_kpis(self.network, pop, simulate(self.network, pop, ch, real_cm, hard=True))
+            return {n: soft[n] + jax.lax.stop_gradient(hard[n] - soft[n]) for n in TARGETS}
+
+        k = jax.vmap(one)(self.population, self.channel)
+        return opt.Prediction.deterministic({n: jnp.nanmean(k[n], axis=0) for n in TARGETS})
+
+
+def _field_oracle(field: FieldNetwork, n_snapshots: int, n_truth: int, seed: int) -> _FieldOracle:
+    """The oracle on the first ``n_snapshots`` of the ``n_truth`` evaluation snapshots of
+    `field_truth` with ``seed`` (same keys as `dtwin.field.field_kpis`)."""
+    keys = jax.random.split(jax.random.PRNGKey(seed), n_truth)[: min(n_snapshots, n_truth)]
+    cm0 = DEFAULT_CM_SCHEMA.default(field.n_cells)
+    pop, ch, _ = jax.vmap(lambda k: _field_snapshot(k, field, cm0, 10))(keys)
+    zero = {n: jnp.zeros((field.n_cells,), jnp.float32) for n in DEFAULT_CM_SCHEMA.names}
+    offset = _field_cm(field, zero)  # the field's (additive) realisation of a CM
+    eff = 1.0 + field.gap * (field.spec.efficiency - 1.0)
+    return _FieldOracle(
+        dataclasses.replace(field.network, efficiency=eff),
+        offset["tilt_deg"],
+        offset["tx_power_dbm"],
+        pop,
+        ch,
+    )
+
+
+# --------------------------------------------------------------------------- one area
+def _recommend(method, key, predictors, oracle, current, safety, search_cfg, n_evals):
+    """The recommended CM of one method (`opt.Recommendation`)."""
+    if method in ("sim2real", "commercial_only", "twin_only"):
+        return opt.search(key, predictors[method], current, safety=safety, config=search_cfg)
+    if method == "oracle":
+        return opt.search(key, oracle, current, safety=safety, config=search_cfg)
+    p = predictors["sim2real"]
+    if method == "random_search":
+        return opt.random_search(key, p, current, n_evals=n_evals, safety=safety)
+    if method == "coordinate_descent":
+        return opt.coordinate_descent(p, current, n_evals=n_evals, safety=safety)
+    if method == "cma_es":
+        return opt.cma_es(key, p, current, n_evals=n_evals, safety=safety)
+    raise ValueError(f"unknown method {method!r}; choose from {METHODS}")
+
+
+def _area_kpis(truth: Mapping[str, np.ndarray]) -> dict[str, float]:
+    return {k: float(np.nanmean(truth[k])) for k in TARGETS}
+
+
+def field_effect(
+    before: Mapping[str, np.ndarray],
+    after: Mapping[str, np.ndarray],
+    current_cm: Mapping[str, np.ndarray],
+    new_cm: Mapping[str, np.ndarray],
+) -> dict[str, Any]:
+    """The measured effect of one CM change on the field (per-cell KPI arrays before/after).
+
+    Returns the area means before/after, the gain (%), guardrail checks (area level and the
+    number of cells violating the per-cell guardrails), the mean |ΔCM| in steps and the gain
+    per unit of risk ``G / (1 + D + S)`` (see the module docstring).
+    """
+    b, a = _area_kpis(before), _area_kpis(after)
+    tp_b, tp_a = b["dl_throughput_mbps"], a["dl_throughput_mbps"]
+    gain = 100.0 * (tp_a - tp_b) / tp_b
+    cov_drop_pp = 100.0 * (b["coverage"] - a["coverage"])
+    edge_b, edge_a = b["cell_edge_throughput_mbps"], a["cell_edge_throughput_mbps"]
+    edge_drop_pct = 100.0 * (edge_b - edge_a) / edge_b
+    degradation = max(0.0, cov_drop_pp) + max(0.0, edge_drop_pct)
+    steps = np.stack(
+        [
+            np.abs(np.asarray(new_cm[n]) - np.asarray(current_cm[n])) / DEFAULT_CM_SCHEMA[n].step
+            for n in DEFAULT_CM_SCHEMA.names
+        ]
+    )
+    mean_steps = float(np.mean(steps))
+    cell_cov = np.asarray(after["coverage"]) < np.asarray(before["coverage"]) - COVERAGE_MARGIN
+    e_b, e_a = (np.asarray(x["cell_edge_throughput_mbps"]) for x in (before, after))
+    cell_edge = e_a < e_b * (1.0 - EDGE_MARGIN)
+    return {
+        "before_mbps": tp_b,
+        "after_mbps": tp_a,
+        "gain_pct": gain,
+        "coverage_before": b["coverage"],
+        "coverage_after": a["coverage"],
+        "cell_edge_before_mbps": edge_b,
+        "cell_edge_after_mbps": edge_a,
+        "guardrail_violated": bool(
+            cov_drop_pp > 100.0 * COVERAGE_MARGIN or edge_drop_pct > 100.0 * EDGE_MARGIN
+        ),
+        "cells_violating_guardrails": int(np.sum(np.nan_to_num(cell_cov | cell_edge))),
+        "guardrail_degradation": degradation,
+        "mean_abs_change_steps": mean_steps,
+        "cells_changed": int(np.sum(np.any(steps > 1e-6, axis=0))),
+        "gain_per_risk": gain / (1.0 + degradation + mean_steps),
+    }
+
+
+def run_area(area: str, args: argparse.Namespace, log=print) -> dict[str, Any]:
+    """The whole trial for one area type; returns its JSON-able results."""
+    seed = args.seed
+    times: dict[str, float] = {}
+    t = time.perf_counter()
+    twin = twin_table(area, args.twin_snapshots, n_sites=args.sites, seed=seed, progress=False)
+    field = field_for_area(area, n_sites=args.sites, seed=seed)
+    comm = commercial_table(field, args.periods, seed=seed)
+    tb, cb = batches(twin, comm, targets=TARGETS)
+    times["data_s"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    tconfig = TransferConfig(
+        n_models=args.members,
+        twin_steps=args.twin_steps,
+        commercial_steps=args.commercial_steps,
+        progress=not args.quiet,
+    )
+    models = train_all(SURROGATES, jax.random.PRNGKey(seed), tb, cb, tconfig)
+    times["train_s"] = time.perf_counter() - t
+
+    n_ctx = min(args.context, cb.n_snapshots)
+    context = cb.take(np.arange(cb.n_snapshots - n_ctx, cb.n_snapshots))
+    predictors = {m: ensemble_predictor(models[m], context) for m in SURROGATES}
+    truth_seed = seed + 10_000  # fresh snapshots: no training data used this seed
+    oracle = _field_oracle(field, args.oracle_snapshots, args.truth_snapshots, truth_seed)
+    current = DEFAULT_CM_SCHEMA.default(field.n_cells)  # the CM in force in the commercial data
+    safety = opt.SafetyConfig()  # defaults: trust region, κ, guardrails, no-change rule
+    search_cfg = opt.SearchConfig(
+        n_starts=args.starts, n_steps=args.steps, refine_sweeps=args.refine_sweeps
+    )
+
+    recs: dict[str, Any] = {}
+    for i, m in enumerate(args.methods):
+        t = time.perf_counter()
+        key = jax.random.fold_in(jax.random.PRNGKey(seed + 1), i)
+        rec = _recommend(m, key, predictors, oracle, current, safety, search_cfg, args.evals)
+        recs[m] = jax.tree.map(np.asarray, rec)
+        times[f"recommend_{m}_s"] = time.perf_counter() - t
+        log(
+            f"  {area} {m}: predicted {float(rec.objective_before):.2f} -> "
+            f"{float(rec.objective_after):.2f} Mbps, {int(np.sum(rec.changed))} cells changed "
+            f"({times[f'recommend_{m}_s']:.1f} s)"
+        )
+
+    # apply every CM (current first) to the field, on fresh snapshots, in one batched call
+    t = time.perf_counter()
+    names = DEFAULT_CM_SCHEMA.names
+    cms = {
+        n: np.stack([np.asarray(current[n])] + [recs[m].cm[n] for m in args.methods]) for n in names
+    }
+    truth = field_truth(
+        field, cms, n_snapshots=args.truth_snapshots, seed=truth_seed, chunk=len(cms[names[0]])
+    )
+    times["field_truth_s"] = time.perf_counter() - t
+    before = {k: truth[k][0] for k in TARGETS}
+    cur = {n: np.asarray(current[n]) for n in names}
+    lo, hi = opt.trust_region(DEFAULT_CM_SCHEMA, current, safety.trust_steps)
+    out: dict[str, Any] = {"n_cells": field.n_cells, "methods": {}, "timings_s": times}
+    for j, m in enumerate(args.methods, start=1):
+        after = {k: truth[k][j] for k in TARGETS}
+        rec = recs[m]
+        eff = field_effect(before, after, cur, rec.cm)
+        eff["predicted_before_mbps"] = float(rec.objective_before)
+        eff["predicted_after_mbps"] = float(rec.objective_after)
+        eff["reasons"] = {
+            opt.REASON_NAMES[r]: int(np.sum(rec.reason == r)) for r in np.unique(rec.reason)
+        }
+        p = {n: DEFAULT_CM_SCHEMA[n] for n in names}
+        eff["within_bounds"] = all(
+            bool(np.all((rec.cm[n] >= p[n].low) & (rec.cm[n] <= p[n].high))) for n in names
+        )
+        eff["within_trust_region"] = all(
+            bool(
+                np.all(
+                    (rec.cm[n] >= np.asarray(lo[n]) - 1e-4)
+                    & (rec.cm[n] <= np.asarray(hi[n]) + 1e-4)
+                )
+            )
+            for n in names
+        )
+        eff["current_cm"] = {n: cur[n] for n in names}
+        eff["recommended_cm"] = {n: rec.cm[n] for n in names}
+        out["methods"][m] = eff
+    oracle_gain = out["methods"].get("oracle", {}).get("gain_pct")
+    for eff in out["methods"].values():
+        eff["share_of_oracle"] = (
+            eff["gain_pct"] / oracle_gain if oracle_gain is not None and oracle_gain > 0 else None
+        )
+    return out
+
+
+# --------------------------------------------------------------------------- summary / outputs
+def overall(areas: Mapping[str, Mapping[str, Any]], methods) -> dict[str, dict[str, Any]]:
+    """Per method, the trial over all areas (means over every cell of every area)."""
+    out = {}
+    w = {a: r["n_cells"] for a, r in areas.items()}
+    tot = sum(w.values())
+
+    def mean(m, k):
+        return sum(w[a] * areas[a]["methods"][m][k] for a in areas) / tot
+
+    for m in methods:
+        b, a = mean(m, "before_mbps"), mean(m, "after_mbps")
+        cb, ca = mean(m, "coverage_before"), mean(m, "coverage_after")
+        eb, ea = mean(m, "cell_edge_before_mbps"), mean(m, "cell_edge_after_mbps")
+        steps = mean(m, "mean_abs_change_steps")
+        gain = 100.0 * (a - b) / b
+        deg = max(0.0, 100.0 * (cb - ca)) + max(0.0, 100.0 * (eb - ea) / eb)
+        out[m] = {
+            "before_mbps": b,
+            "after_mbps": a,
+            "gain_pct": gain,
+            "coverage_before": cb,
+            "coverage_after": ca,
+            "cell_edge_before_mbps": eb,
+            "cell_edge_after_mbps": ea,
+            "guardrail_violations": sum(
+                int(areas[x]["methods"][m]["guardrail_violated"]) for x in areas
+            ),
+            "cells_violating_guardrails": sum(
+                areas[x]["methods"][m]["cells_violating_guardrails"] for x in areas
+            ),
+            "guardrail_degradation": deg,
+            "mean_abs_change_steps": steps,
+            "gain_per_risk": gain / (1.0 + deg + steps),
+        }
+    if "oracle" in out:
+        og = out["oracle"]["gain_pct"]
+        for m in out:
+            out[m]["share_of_oracle"] = out[m]["gain_pct"] / og if og > 0 else None
+    return out
+
+
+def _fmt(v, spec=".2f"):
+    return "n/a" if v is None else format(v, spec)
+
+
+def markdown(results: Mapping[str, Any]) -> str:
+    """The Markdown tables of ``results/field_trial.md``."""
+    areas, ov, main = results["areas"], results["overall"], results["method"]
+    ref = REFERENCE
+    lines = [
+        "# Field trial on the stand-in (synthetic)",
+        "",
+        f"CM recommended by **{main}** (gradient search through the Sim2Real surrogate, default "
+        "safety settings), applied to the field stand-in and measured exactly on fresh "
+        "snapshots. DL throughput = mean over cells of `dl_throughput_mbps`.",
+        "",
+        "| area | before (Mbps) | after (Mbps) | gain % | oracle gain % | share of oracle | "
+        "coverage before → after | cell-edge before → after (Mbps) | guardrail violated | "
+        "reference gain % |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+
+    def row(name, r, o, ref_gain):
+        return (
+            f"| {name} | {r['before_mbps']:.2f} | {r['after_mbps']:.2f} | {r['gain_pct']:+.2f} | "
+            f"{_fmt(o and o['gain_pct'], '+.2f')} | {_fmt(r.get('share_of_oracle'), '.0%')} | "
+            f"{r['coverage_before']:.3f} → {r['coverage_after']:.3f} | "
+            f"{r['cell_edge_before_mbps']:.2f} → {r['cell_edge_after_mbps']:.2f} | "
+            f"{r.get('guardrail_violated', r.get('guardrail_violations'))} | {ref_gain} |"
+        )
+
+    for a, r in areas.items():
+        lines.append(
+            row(
+                a,
+                r["methods"][main],
+                r["methods"].get("oracle"),
+                f"{ref['gain_pct'].get(a, 'n/a')}",
+            )
+        )
+    lines.append(
+        row(
+            "**overall**",
+            ov[main],
+            ov.get("oracle"),
+            f"{ref['overall_gain_pct']} ({ref['overall_before_mbps']} → "
+            f"{ref['overall_after_mbps']} Mbps)",
+        )
+    )
+    lines += [
+        "",
+        "## Every recommender, over all areas",
+        "",
+        "Gain per unit of risk = gain % / (1 + guardrail degradation + mean |ΔCM| in steps); "
+        "guardrail degradation = coverage drop (pp) + cell-edge throughput drop (%), floored at 0.",
+        "",
+        "| method | before (Mbps) | after (Mbps) | gain % | share of oracle | guardrail "
+        "degradation | areas violating | cells violating | mean abs ΔCM (steps) | gain per risk |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for m, r in ov.items():
+        lines.append(
+            f"| {m} | {r['before_mbps']:.2f} | {r['after_mbps']:.2f} | {r['gain_pct']:+.2f} | "
+            f"{_fmt(r.get('share_of_oracle'), '.0%')} | {r['guardrail_degradation']:.2f} | "
+            f"{r['guardrail_violations']} | {r['cells_violating_guardrails']} | "
+            f"{r['mean_abs_change_steps']:.3f} | {r['gain_per_risk']:+.3f} |"
+        )
+    lines += ["", f"Size: `{results['size']}`. Synthetic stand-in, not a real network.", ""]
+    return "\n".join(lines)
+
+
+def figure(results: Mapping[str, Any], path: Path) -> None:
+    """Grouped bars: DL throughput before (the current CM) and after each method, per area."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    groups = [*results["areas"], "overall"]
+    methods = list(results["overall"])
+
+    def get(g, m, k):
+        src = results["overall"] if g == "overall" else results["areas"][g]["methods"]
+        return src[m][k]
+
+    series = [("before (current CM)", [get(g, methods[0], "before_mbps") for g in groups])]
+    series += [(m, [get(g, m, "after_mbps") for g in groups]) for m in methods]
+    fig, ax = plt.subplots(figsize=(10, 4.5))
+    width = 0.8 / len(series)
+    x = np.arange(len(groups))
+    for i, (label, vals) in enumerate(series):
+        ax.bar(
+            x + (i - (len(series) - 1) / 2) * width,
+            vals,
+            width,
+            label=label,
+            color="0.6" if i == 0 else None,
+        )
+    ax.set_xticks(x, groups)
+    ax.set_ylabel("mean DL user throughput (Mbps)")
+    ax.set_title("Field trial on the stand-in: throughput before / after the recommended CM")
+    ax.legend(fontsize=8, ncol=4, loc="lower center", bbox_to_anchor=(0.5, -0.35))
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+# --------------------------------------------------------------------------- entry point
+def _parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        description="Field trial on three areas of the stand-in (before/after, oracle, baselines).",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    size = ap.add_mutually_exclusive_group()
+    size.add_argument("--small", action="store_true", help="CI size (1 site per area)")
+    size.add_argument("--full", action="store_true", help="reference-study data sizes")
+    ap.add_argument("--out", type=Path, default=Path("results"), help="results directory")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--areas", default=",".join(AREAS), help="comma-separated area types")
+    ap.add_argument("--methods", default=",".join(METHODS), help=f"subset of {','.join(METHODS)}")
+    ap.add_argument("--quiet", action="store_true", help="no progress bars")
+    for k, v in SIZES["default"].items():
+        ap.add_argument(
+            f"--{k.replace('_', '-')}",
+            type=type(v),
+            default=None,
+            help=f"override (default {v}; small {SIZES['small'][k]}; full {SIZES['full'][k]})",
+        )
+    return ap
+
+
+def main(argv=None) -> dict[str, Any]:
+    t0 = time.perf_counter()
+    ap = _parser()
+    args = ap.parse_args(argv)
+    args.size = "small" if args.small else "full" if args.full else "default"
+    for k, v in SIZES[args.size].items():
+        if getattr(args, k) is None:
+            setattr(args, k, v)
+    args.areas = tuple(a.strip() for a in args.areas.split(",") if a.strip())
+    args.methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
+    bad = [m for m in args.methods if m not in METHODS]
+    if bad:
+        ap.error(f"--methods: unknown {bad}; choose from {list(METHODS)}")
+    if "sim2real" not in args.methods:
+        ap.error("--methods must include sim2real (the method under trial)")
+    if args.sites not in (1, 7, 19):
+        ap.error(f"--sites must be 1, 7 or 19, got {args.sites}")
+    for k in (
+        "twin_snapshots",
+        "periods",
+        "members",
+        "starts",
+        "steps",
+        "evals",
+        "oracle_snapshots",
+        "truth_snapshots",
+        "context",
+    ):
+        if getattr(args, k) < 1:
+            ap.error(f"--{k.replace('_', '-')} must be >= 1, got {getattr(args, k)}")
+
+    from tqdm.auto import tqdm
+
+    areas: dict[str, Any] = {}
+    bar = tqdm(args.areas, desc="field trial", disable=args.quiet)
+    for area in bar:
+        bar.set_postfix_str(area)
+        areas[area] = run_area(area, args, log=tqdm.write)
+    methods = [m for m in METHODS if m in args.methods]
+    ov = overall(areas, methods)
+    s = ov["sim2real"]
+    baselines = [m for m in methods if m not in ("sim2real", "oracle")]
+    results = {
+        "size": args.size,
+        "method": "sim2real",
+        "summary": {
+            "before_mbps": s["before_mbps"],
+            "after_mbps": s["after_mbps"],
+            "gain_pct": s["gain_pct"],
+            "oracle_gain_pct": ov.get("oracle", {}).get("gain_pct"),
+            "share_of_oracle": s.get("share_of_oracle"),
+            "guardrail_violations": s["guardrail_violations"],
+            "best_gain_per_risk": bool(
+                all(s["gain_per_risk"] > ov[m]["gain_per_risk"] for m in baselines)
+            ),
+        },
+        "areas": areas,
+        "overall": ov,
+        "reference": REFERENCE,
+        "risk_definition": "gain_pct / (1 + guardrail_degradation + mean_abs_change_steps); "
+        "guardrail_degradation = max(0, coverage drop in pp) + max(0, cell-edge drop in %)",
+        "transfer_config": config_dict(
+            TransferConfig(
+                n_models=args.members,
+                twin_steps=args.twin_steps,
+                commercial_steps=args.commercial_steps,
+            )
+        ),
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "field_trial.md").write_text(markdown(results))
+    figure(results, args.out / "field_trial.png")
+    config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+    write_result(args.out / "field_trial.json", results, config=config, seed=args.seed, t0=t0)
+    print(markdown(results))
+    return results
+
+
+if __name__ == "__main__":
+    main()

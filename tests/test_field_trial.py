@@ -1,0 +1,154 @@
+"""The field trial (experiments/field_trial.py) at a reduced size, end to end.
+
+Checks, independently of the experiment's own bookkeeping: every recommended CM lies on the
+operator's grid, inside the schema's bounds and the 2-step trust region around the current CM;
+the Sim2Real recommendation violates no guardrail when re-evaluated exactly on the field stand-in
+(`dtwin.field.field_kpis`, fresh snapshots); the oracle's gain is not below Sim2Real's (it
+searches the field itself); the outputs cover every area.
+"""
+
+from __future__ import annotations
+
+import json
+
+import jax
+import numpy as np
+import pytest
+
+from dtwin.cm import DEFAULT_CM_SCHEMA
+from dtwin.field import field_kpis
+
+ft = pytest.importorskip("experiments.field_trial")
+
+AREAS = ("metro", "urban", "suburban")
+TRUST_STEPS = 2  # opt.SafetyConfig() default
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def trial(tmp_path_factory):
+    out = tmp_path_factory.mktemp("field_trial")
+    argv = [
+        "--small",
+        "--out",
+        str(out),
+        "--quiet",
+        "--twin-snapshots",
+        "64",
+        "--periods",
+        "48",
+        "--twin-steps",
+        "100",
+        "--commercial-steps",
+        "40",
+        "--starts",
+        "2",
+        "--steps",
+        "20",
+        "--evals",
+        "32",
+        "--oracle-snapshots",
+        "3",
+        "--truth-snapshots",
+        "6",
+        "--context",
+        "6",
+    ]
+    results = ft.main(argv)
+    return out, results
+
+
+def test_outputs_cover_every_area(trial):
+    out, _ = trial
+    rec = json.loads((out / "field_trial.json").read_text())
+    assert rec["experiment"] == "field_trial"
+    res = rec["results"]
+    assert set(res["areas"]) == set(AREAS)
+    for a in AREAS:
+        assert set(res["areas"][a]["methods"]) == set(ft.METHODS)
+    assert set(res["overall"]) == set(ft.METHODS)
+    for k in ("before_mbps", "after_mbps", "gain_pct"):
+        assert np.isfinite(res["summary"][k])
+    assert (out / "field_trial.md").read_text().count("| metro |") == 1
+    assert (out / "field_trial.png").stat().st_size > 1000
+
+
+def test_recommendations_on_grid_in_bounds_and_trust_region(trial):
+    _, res = trial
+    for a in AREAS:
+        for m, r in res["areas"][a]["methods"].items():
+            for p in DEFAULT_CM_SCHEMA.params:
+                cur = np.asarray(r["current_cm"][p.name])
+                new = np.asarray(r["recommended_cm"][p.name])
+                assert np.all((new >= p.low - 1e-4) & (new <= p.high + 1e-4)), (a, m, p.name)
+                k = (new - p.low) / p.step
+                np.testing.assert_allclose(k, np.round(k), atol=1e-3, err_msg=f"{a} {m} {p.name}")
+                assert np.all(np.abs(new - cur) <= TRUST_STEPS * p.step + 1e-4), (a, m, p.name)
+
+
+def test_sim2real_no_guardrail_violation_on_field(trial):
+    """No guardrail violated on the field: the experiment's exact evaluation for every area, and
+    an independent re-evaluation (`dtwin.field.field_kpis`, other snapshots) for one area."""
+    _, res = trial
+    for a in AREAS:
+        assert not res["areas"][a]["methods"]["sim2real"]["guardrail_violated"], a
+    a = "urban"
+    field = ft.field_for_area(a, n_sites=1, seed=0)
+    r = res["areas"][a]["methods"]["sim2real"]
+    cur = {n: np.asarray(v, np.float32) for n, v in r["current_cm"].items()}
+    new = {n: np.asarray(v, np.float32) for n, v in r["recommended_cm"].items()}
+    key = jax.random.PRNGKey(4242)
+    before = field_kpis(key, field, cur, n_snapshots=16)
+    after = field_kpis(key, field, new, n_snapshots=16)
+    cov_b, cov_a = (float(np.nanmean(x["coverage"])) for x in (before, after))
+    e_b, e_a = (float(np.nanmean(x["cell_edge_throughput_mbps"])) for x in (before, after))
+    assert cov_a >= cov_b - ft.COVERAGE_MARGIN, (a, cov_b, cov_a)
+    assert e_a >= e_b * (1 - ft.EDGE_MARGIN), (a, e_b, e_a)
+
+
+def test_oracle_gain_not_below_sim2real(trial):
+    _, res = trial
+    ov = res["overall"]
+    assert ov["oracle"]["gain_pct"] >= ov["sim2real"]["gain_pct"] - 1.0
+    assert ov["oracle"]["gain_pct"] > 0.0
+
+
+def test_field_effect_closed_form():
+    """`field_effect` against hand-computed numbers."""
+    before = {
+        "dl_throughput_mbps": np.array([100.0, 200.0]),
+        "cell_edge_throughput_mbps": np.array([10.0, 30.0]),
+        "coverage": np.array([0.9, 0.8]),
+    }
+    after = {
+        "dl_throughput_mbps": np.array([110.0, 220.0]),
+        "cell_edge_throughput_mbps": np.array([9.0, 27.0]),
+        "coverage": np.array([0.9, 0.78]),
+    }
+    cur = {
+        "tilt_deg": np.array([6.0, 6.0]),
+        "tx_power_dbm": np.array([46.0, 46.0]),
+        "cio_db": np.array([0.0, 0.0]),
+    }
+    new = {
+        "tilt_deg": np.array([8.0, 6.0]),
+        "tx_power_dbm": np.array([46.0, 45.0]),
+        "cio_db": np.array([0.0, 0.0]),
+    }
+    e = ft.field_effect(before, after, cur, new)
+    assert e["gain_pct"] == pytest.approx(10.0)
+    # coverage 0.85 -> 0.84 (1 pp), edge 20 -> 18 (10 %): degradation 11, area-level violation
+    assert e["guardrail_degradation"] == pytest.approx(11.0, rel=1e-5)
+    assert e["guardrail_violated"]
+    assert e["cells_violating_guardrails"] == 2  # both cells lose 10 % of edge throughput
+    assert e["mean_abs_change_steps"] == pytest.approx(3.0 / 6.0)
+    assert e["gain_per_risk"] == pytest.approx(10.0 / (1.0 + 11.0 + 0.5), rel=1e-5)
+    assert e["cells_changed"] == 2
+
+
+def test_bad_flags_are_rejected():
+    with pytest.raises(SystemExit):
+        ft.main(["--methods", "sim2real,bogus"])
+    with pytest.raises(SystemExit):
+        ft.main(["--sites", "5"])

@@ -1,0 +1,261 @@
+"""The offline Sim2Real evaluation: the shared pipeline (`experiments.pipeline`) and reduced-size
+runs of Table 1, Figure 4 and the scarcity study on the synthetic field stand-in."""
+
+import json
+import warnings
+
+import chex
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from dtwin.cm import DEFAULT_CM_SCHEMA
+from experiments import pipeline as P
+from opt.objectives import Prediction
+from sim2real.ensemble import make_ensemble, predict
+
+N_CELLS = 3
+
+
+def _table(n_snapshots=4, *, seed=0, drop=None):
+    """A hand-made columnar table: one site with 3 cells, rows shuffled."""
+    rng = np.random.default_rng(seed)
+    s, c = np.meshgrid(np.arange(n_snapshots), np.arange(N_CELLS), indexing="ij")
+    s, c = s.ravel(), c.ravel()
+    n = len(s)
+    cols = {
+        "snapshot_id": s.astype(np.int64),
+        "cell_id": c.astype(np.int64),
+        "site_id": np.zeros(n, np.int64),
+        "area_type": np.array(["urban"] * n, dtype=object),
+        "x_m": np.zeros(n, np.float32),
+        "y_m": np.zeros(n, np.float32),
+        "azimuth_deg": (30.0 + 120.0 * c).astype(np.float32),
+        "height_m": np.full(n, 25.0, np.float32),
+        "tilt_deg": rng.integers(0, 16, n).astype(np.float32),
+        "tx_power_dbm": rng.integers(30, 50, n).astype(np.float32),
+        "cio_db": rng.integers(-6, 7, n).astype(np.float32),
+        "hour": rng.integers(0, 24, n).astype(np.float32),
+        "active_ues": rng.uniform(1, 10, n).astype(np.float32),
+        "offered_load_mbps": rng.uniform(5, 50, n).astype(np.float32),
+        "dl_throughput_mbps": rng.uniform(5, 100, n).astype(np.float32),
+    }
+    perm = rng.permutation(n)
+    if drop is not None:
+        perm = perm[perm != drop]
+    return {k: v[perm] for k, v in cols.items()}, cols
+
+
+def test_table_batch_scatters_rows():
+    shuffled, orig = _table(drop=4)  # row 4 = snapshot 1, cell 1
+    b = P.table_batch(shuffled)
+    chex.assert_shape(b.targets, (4, N_CELLS, 1))
+    chex.assert_type(b.targets, jnp.float32)
+    want = orig["dl_throughput_mbps"].reshape(4, N_CELLS)
+    mask = np.ones((4, N_CELLS), bool)
+    mask[1, 1] = False
+    np.testing.assert_array_equal(np.asarray(b.mask), mask)
+    np.testing.assert_allclose(np.asarray(b.targets[..., 0])[mask], want[mask], rtol=1e-6)
+    p = DEFAULT_CM_SCHEMA["tilt_deg"]
+    j = b.cm_names.index("tilt_deg")
+    u = (orig["tilt_deg"].reshape(4, N_CELLS) - p.low) / (p.high - p.low)
+    np.testing.assert_allclose(np.asarray(b.cm_unit[..., j])[mask], u[mask], rtol=1e-6)
+    assert b.state_names == ("hour_sin", "hour_cos", "log1p_active_ues", "log1p_offered_load_mbps")
+
+
+def test_batches_same_layout_and_errors():
+    a, _ = _table(seed=1)
+    c, _ = _table(n_snapshots=6, seed=2)
+    tb, cb = P.batches(a, c)
+    assert (tb.state_names, tb.cm_names, tb.target_names) == (
+        cb.state_names,
+        cb.cm_names,
+        cb.target_names,
+    )
+    bad = {k: v for k, v in c.items() if k != "offered_load_mbps"}
+    with pytest.raises(ValueError, match="commercial table lacks column.*offered_load_mbps"):
+        P.batches(a, bad)
+    with pytest.raises(ValueError, match="unknown target"):
+        P.batches(a, c, targets=("nope",))
+    nan_state = dict(c, hour=np.where(np.arange(len(c["hour"])) == 5, np.nan, c["hour"]))
+    with pytest.raises(ValueError, match="'hour'.*row 5"):
+        P.batches(None, nan_state)
+
+
+def test_undefined_target_is_masked_with_a_warning():
+    c, _ = _table(seed=3)
+    c["dl_throughput_mbps"] = c["dl_throughput_mbps"].copy()
+    c["dl_throughput_mbps"][0] = np.nan
+    with pytest.warns(UserWarning, match="1 of 12 rows"):
+        _, b = P.batches(None, c)
+    assert int(np.asarray(b.mask).sum()) == 11
+
+
+def test_split_periods_whole_periods():
+    c, _ = _table(n_snapshots=10, seed=4)
+    rest, held = P.split_periods(c, 0.3, seed=0)
+    assert len(np.unique(held["snapshot_id"])) == 3
+    assert not set(rest["snapshot_id"]) & set(held["snapshot_id"])
+    assert len(rest["cell_id"]) + len(held["cell_id"]) == len(c["cell_id"])
+
+
+@pytest.fixture(scope="module")
+def ensemble_and_batch():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        _, b = P.batches(None, _table(seed=5)[0])
+    return make_ensemble(jax.random.PRNGKey(0), 2, b, embed=4, hidden=8, depth=1, n_message=4), b
+
+
+def test_ensemble_predictor_matches_predict(ensemble_and_batch):
+    ens, b = ensemble_and_batch
+    pred = P.ensemble_predictor(ens, b)
+    cm = {k: jnp.asarray(v) for k, v in DEFAULT_CM_SCHEMA.default(N_CELLS).items()}
+    out = eqx.filter_jit(pred)(cm)
+    assert isinstance(out, Prediction)
+    chex.assert_shape(out.mean["dl_throughput_mbps"], (N_CELLS,))
+    # reference: sim2real.predict on the batch with the CM written in by hand
+    u = jnp.stack(
+        [
+            (cm[n] - DEFAULT_CM_SCHEMA[n].low)
+            / (DEFAULT_CM_SCHEMA[n].high - DEFAULT_CM_SCHEMA[n].low)
+            for n in b.cm_names
+        ],
+        -1,
+    )
+    mean, std = predict(ens, b.with_cm(jnp.broadcast_to(u, b.cm_unit.shape)))
+    np.testing.assert_allclose(out.mean["dl_throughput_mbps"], mean[..., 0].mean(0), rtol=1e-5)
+    np.testing.assert_allclose(out.std["dl_throughput_mbps"], std[..., 0].mean(0), rtol=1e-5)
+
+
+def test_ensemble_predictor_grad_and_vmap(ensemble_and_batch):
+    ens, b = ensemble_and_batch
+    pred = P.ensemble_predictor(ens, b)
+    cm = {k: jnp.asarray(v) for k, v in DEFAULT_CM_SCHEMA.default(N_CELLS).items()}
+
+    def f(p):
+        return jnp.sum(pred(dict(cm, tx_power_dbm=p)).mean["dl_throughput_mbps"])
+
+    g = jax.grad(f)(cm["tx_power_dbm"])
+    fd = (
+        f(cm["tx_power_dbm"] + jnp.array([0.05, 0, 0]))
+        - f(cm["tx_power_dbm"] - jnp.array([0.05, 0, 0]))
+    ) / 0.1
+    np.testing.assert_allclose(float(g[0]), float(fd), rtol=0.05, atol=1e-3)
+    cms = P.evaluation_cms(jax.random.PRNGKey(1), N_CELLS, 4)
+    many = P.predict_candidates(pred, cms, chunk=2)
+    chex.assert_shape(many["dl_throughput_mbps"], (5, N_CELLS))
+    one = pred({k: jnp.asarray(v[3]) for k, v in cms.items()}).mean["dl_throughput_mbps"]
+    np.testing.assert_allclose(many["dl_throughput_mbps"][3], one, rtol=1e-5)
+    with pytest.raises(ValueError, match="lacks parameter"):
+        pred({"tilt_deg": cm["tilt_deg"]})
+
+
+def test_evaluation_cms_default_then_grid():
+    cms = P.evaluation_cms(jax.random.PRNGKey(2), 5, 8)
+    for p in DEFAULT_CM_SCHEMA.params:
+        assert cms[p.name].shape == (9, 5)
+        np.testing.assert_array_equal(cms[p.name][0], p.default)
+        k = (cms[p.name] - p.low) / p.step
+        np.testing.assert_allclose(k, np.round(k), atol=1e-5)
+        assert cms[p.name].min() >= p.low and cms[p.name].max() <= p.high
+    with pytest.raises(ValueError, match="n_candidates"):
+        P.evaluation_cms(jax.random.PRNGKey(2), 5, 1)
+
+
+def test_narrow_cms_stay_within_one_step():
+    cms = P.narrow_cms(jax.random.PRNGKey(4), 6, 40, p_trial=0.2)
+    changed = []
+    for p in DEFAULT_CM_SCHEMA.params:
+        assert cms[p.name].shape == (41, 6)
+        np.testing.assert_array_equal(cms[p.name][0], p.default)
+        d = np.abs(cms[p.name] - p.default) / p.step
+        assert d.max() <= 1 + 1e-6, p.name
+        changed.append(d[1:] > 0.5)
+    assert 0.05 < np.mean(changed) < 0.4  # about p_trial
+
+
+@pytest.mark.slow
+def test_field_truth_matches_field_kpis_and_shapes():
+    from dtwin.field import field_kpis
+
+    field = P.field_for_area("urban", n_sites=1, seed=0, gap=1.0)
+    cms = P.evaluation_cms(jax.random.PRNGKey(3), field.n_cells, 3)
+    many = P.field_truth(field, cms, n_snapshots=2, seed=4, chunk=2)
+    chex.assert_shape(many["dl_throughput_mbps"], (4, field.n_cells))
+    one = field_kpis(
+        jax.random.PRNGKey(4), field, {k: jnp.asarray(v[2]) for k, v in cms.items()}, n_snapshots=2
+    )
+    np.testing.assert_allclose(many["dl_throughput_mbps"][2], one["dl_throughput_mbps"], rtol=1e-4)
+    with pytest.raises(ValueError, match="field_truth"):
+        P.field_truth(field, {"tilt_deg": np.zeros(7)})
+
+
+def test_train_all_rejects_unknown_method(ensemble_and_batch):
+    _, b = ensemble_and_batch
+    from sim2real import TransferConfig
+
+    with pytest.raises(ValueError, match="unknown method"):
+        P.train_all(["bogus"], jax.random.PRNGKey(0), b, b, TransferConfig(progress=False))
+
+
+# --------------------------------------------------------------------------- experiments
+@pytest.mark.slow
+def test_table1_small(tmp_path):
+    from experiments import table1
+
+    res = table1.main(["--small", "--quiet", "--out", str(tmp_path)])
+    rec = json.loads((tmp_path / "table1.json").read_text())
+    assert set(rec["results"]["methods"]) == set(table1.ALL_METHODS)
+    for m, r in res["methods"].items():
+        for k in (
+            "in_range_mape_pct",
+            "out_of_range_mape_pct",
+            "response_spearman",
+            "response_sign_accuracy",
+            "in_range_mae",
+            "out_of_range_mae",
+        ):
+            assert np.isfinite(r[k]), (m, k)
+        assert 0 <= r["response_sign_accuracy"] <= 1
+    assert 0 <= res["similarity_pct"] <= 100
+    md = (tmp_path / "table1.md").read_text()
+    assert "| sim2real |" in md and "12.8" in md
+    assert "machine" in json.dumps(rec) or "platform" in json.dumps(rec)
+
+
+@pytest.mark.slow
+def test_figure4_small(tmp_path):
+    from experiments import figure4
+
+    res = figure4.main(
+        ["--small", "--quiet", "--out", str(tmp_path), "--methods", "commercial_only,sim2real"]
+    )
+    assert (tmp_path / "figure4.png").stat().st_size > 0
+    tilt = res["tilt_deg"]
+    assert tilt["values"] == list(np.arange(0.0, 16.0))
+    assert len(tilt["truth"]) == 16 and set(tilt["methods"]) == {"commercial_only", "sim2real"}
+
+
+@pytest.mark.slow
+def test_scarcity_small(tmp_path):
+    from experiments import scarcity
+
+    res = scarcity.main(
+        [
+            "--small",
+            "--quiet",
+            "--out",
+            str(tmp_path),
+            "--methods",
+            "commercial_only,twin_only,sim2real",
+        ]
+    )
+    assert (tmp_path / "scarcity.png").stat().st_size > 0
+    sizes = res["sizes"]
+    assert len(sizes) == 3 and sizes == sorted(sizes)
+    # twin_only never sees commercial data: identical metrics at every size
+    t = [r["methods"]["twin_only"]["out_of_range_mape_pct"] for r in res["rows"]]
+    np.testing.assert_allclose(t, t[0], rtol=1e-5)
