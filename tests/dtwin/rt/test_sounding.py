@@ -114,6 +114,22 @@ def test_to_scenario_replaces_lsps_and_offset(flat):
     np.testing.assert_allclose(
         float(np.mean((np.asarray(fit.pathloss_db) - np.asarray(pl))[m])), 0.0, atol=1e-3
     )
+    # ... and the site-specific scenario feeds the network model: on LOS links the coupling gain
+    # moves by exactly the fitted pathloss offset relative to the table scenario.
+    from dtwin.geometry import drop_ues, hex_topology
+    from dtwin.network import Network, UEPopulation, coupling_gain_db, draw_channel
+
+    topo = hex_topology(1, 200.0, 10.0, wrap=False)
+    pop = UEPopulation.with_demand(drop_ues(jax.random.PRNGKey(0), topo, 3, 10.0), 5.0)
+    tilt = jnp.full(3, 6.0)
+    net_site, net_base = Network(topo, sc, carrier_hz=F_HZ), Network(topo, base, carrier_hz=F_HZ)
+    ch = draw_channel(jax.random.PRNGKey(1), net_base, pop)
+    diff = coupling_gain_db(net_site, pop, ch, tilt) - coupling_gain_db(net_base, pop, ch, tilt)
+    offset = float(sc.pathloss_offset_db - base.pathloss_offset_db)
+    los = np.asarray(ch.los)
+    if los.any():
+        np.testing.assert_allclose(np.asarray(diff)[los], -offset, atol=1e-3)
+    assert np.all(np.isfinite(np.asarray(diff)))
 
 
 def test_spread_and_pathloss_helpers():
