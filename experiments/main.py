@@ -15,8 +15,10 @@ figures to ``results/``):
 7. ``field_trial``         CM recommendation on three areas, applied to the field stand-in.
 8. ``report``              ``results/report.html`` with every table and figure.
 
-``--size small`` is what CI runs (a few minutes), ``default`` the README's main job (under
-15 minutes on a 2-core CPU), ``full`` the reference study's sizes (hours on a CPU; use a GPU).
+``--size small`` and ``default`` run every step at its CI size (``default`` adds a finer
+response curve); ``full`` runs every script at its own default size, which is what the README's
+results table was measured with (about two hours on a 2-core CPU; use a GPU). Each script also
+takes ``--full`` for the reference study's sizes.
 
     python -m experiments.main [--size default] [--out results] [--only table1,field_trial]
 """
@@ -32,21 +34,17 @@ import traceback
 from pathlib import Path
 
 # (step, module, {size: extra argv})
+SMALL = {"small": ["--small"], "default": ["--small"], "full": []}
 STEPS: list[tuple[str, str, dict[str, list[str]]]] = [
-    ("calibration_38901", "experiments.calibration_38901",
-     {"small": ["--small"], "default": ["--small"], "full": []}),
-    ("calibrate_materials", "experiments.calibrate_materials",
-     {"small": ["--small"], "default": ["--small"], "full": []}),
+    ("calibration_38901", "experiments.calibration_38901", SMALL),
+    ("calibrate_materials", "experiments.calibrate_materials", SMALL),
     ("response_curve", "experiments.response_curve",
-     {"small": ["--small"], "default": ["--snapshots", "16"], "full": ["--snapshots", "64"]}),
-    ("proxy_vs_real", "experiments.proxy_vs_real",
-     {"small": ["--small"], "default": ["--small"], "full": []}),
-    ("ue_behaviour", "experiments.ue_behaviour",
-     {"small": ["--small"], "default": ["--small"], "full": []}),
-    ("table1", "experiments.table1", {"small": ["--small"], "default": [], "full": ["--full"]}),
-    ("figure4", "experiments.figure4", {"small": ["--small"], "default": [], "full": []}),
-    ("field_trial", "experiments.field_trial",
-     {"small": ["--small"], "default": [], "full": ["--full"]}),
+     {"small": ["--small"], "default": ["--snapshots", "16"], "full": []}),
+    ("proxy_vs_real", "experiments.proxy_vs_real", SMALL),
+    ("ue_behaviour", "experiments.ue_behaviour", SMALL),
+    ("table1", "experiments.table1", SMALL),
+    ("figure4", "experiments.figure4", SMALL),
+    ("field_trial", "experiments.field_trial", SMALL),
 ]
 
 
