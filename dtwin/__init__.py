@@ -36,10 +36,10 @@ from ._llvm import configure_llvm, find_libllvm
 from .antenna import array_gain_dbi, element_gain_dbi
 from .areas import AREA_TYPES, AreaType, area_type, network_for_area
 from .channel import (
+    InHOffice,
     RMa,
     UMa,
     UMi,
-    InHOffice,
     los_probability,
     o2i_loss_db,
     pathloss_db,
@@ -122,5 +122,6 @@ __all__ = [
     "spectral_efficiency",
     "sweep",
     "thermal_noise_dbm",
+    "throughput",
     "ue",
 ]

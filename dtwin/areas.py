@@ -52,10 +52,18 @@ class AreaType:
 
 
 AREA_TYPES: dict[str, AreaType] = {
-    "metro": AreaType("metro", "UMi", 200.0, 10.0, 3.5e9, 100e6, (4.0, 10.0), 0.8, (2.0, 25.0), 10.0),
-    "urban": AreaType("urban", "UMa", 500.0, 25.0, 3.5e9, 100e6, (4.0, 10.0), 0.8, (2.0, 20.0), 35.0),
-    "suburban": AreaType("suburban", "UMa", 1000.0, 30.0, 3.5e9, 100e6, (1.0, 5.0), 0.5, (2.0, 15.0), 35.0),
-    "rural": AreaType("rural", "RMa", 1732.0, 35.0, 3.5e9, 100e6, (1.0, 3.0), 0.5, (1.0, 10.0), 35.0),
+    "metro": AreaType(
+        "metro", "UMi", 200.0, 10.0, 3.5e9, 100e6, (4.0, 10.0), 0.8, (2.0, 25.0), 10.0
+    ),
+    "urban": AreaType(
+        "urban", "UMa", 500.0, 25.0, 3.5e9, 100e6, (4.0, 10.0), 0.8, (2.0, 20.0), 35.0
+    ),
+    "suburban": AreaType(
+        "suburban", "UMa", 1000.0, 30.0, 3.5e9, 100e6, (1.0, 5.0), 0.5, (2.0, 15.0), 35.0
+    ),
+    "rural": AreaType(
+        "rural", "RMa", 1732.0, 35.0, 3.5e9, 100e6, (1.0, 3.0), 0.5, (1.0, 10.0), 35.0
+    ),
 }
 
 _SCENARIOS = {"UMa": UMa, "UMi": UMi, "RMa": RMa}

@@ -35,7 +35,13 @@ from jaxtyping import Array, Bool, Float, PRNGKeyArray
 from . import kpi as _kpi
 from . import throughput as _tp
 from .antenna import array_gain_dbi
-from .channel import AbstractScenario, los_probability, o2i_loss_db, pathloss_db, shadow_fading_std_db
+from .channel import (
+    AbstractScenario,
+    los_probability,
+    o2i_loss_db,
+    pathloss_db,
+    shadow_fading_std_db,
+)
 from .geometry import Topology, UEs, link_geometry
 
 _SUBCARRIER_SPACING_HZ = 30e3
@@ -185,7 +191,10 @@ def draw_channel(key: PRNGKeyArray, network: Network, population: UEPopulation) 
 
 
 def coupling_gain_db(
-    network: Network, population: UEPopulation, channel: LinkChannel, tilt_deg: Float[Array, " cells"]
+    network: Network,
+    population: UEPopulation,
+    channel: LinkChannel,
+    tilt_deg: Float[Array, " cells"],
 ) -> Float[Array, "ues cells"]:
     """Coupling gain (dB, negative of coupling loss) of every UE-cell link for the given tilts."""
     ues = population.ues

@@ -120,7 +120,9 @@ def sample_snapshot(
     k_drop, k_ch, k_hour, k_act, k_dem, k_lvl = jax.random.split(key, 6)
     topo = network.topology
     n_cells = topo.cell_site.shape[0]
-    ues = drop_ues(k_drop, topo, ues_per_cell, area.min_distance_2d_m, indoor_ratio=area.indoor_ratio)
+    ues = drop_ues(
+        k_drop, topo, ues_per_cell, area.min_distance_2d_m, indoor_ratio=area.indoor_ratio
+    )
     hour = jax.random.randint(k_hour, (), 0, 24).astype(jnp.float32)
     act = diurnal_activity(hour)
     lo, hi = area.active_ues_per_cell
@@ -314,14 +316,25 @@ def run_sweep(
     todo = [c for c in range(config.n_chunks) if not chunk_path(out, c).exists()]
     mesh = _mesh()
     written = 0
-    bar = tqdm(total=config.n_chunks, initial=config.n_chunks - len(todo), disable=not progress,
-               desc="twin sweep", unit="chunk")
+    bar = tqdm(
+        total=config.n_chunks,
+        initial=config.n_chunks - len(todo),
+        disable=not progress,
+        desc="twin sweep",
+        unit="chunk",
+    )
     for c in todo:
         if max_chunks is not None and written >= max_chunks:
             break
         area = area_type(config.areas[c % len(config.areas)])
-        network, fn = make_batch_fn(area, config.n_sites, config.ues_per_cell, config.cm_sampling,
-                                    config.local_max_steps, schema)
+        network, fn = make_batch_fn(
+            area,
+            config.n_sites,
+            config.ues_per_cell,
+            config.cm_sampling,
+            config.local_max_steps,
+            schema,
+        )
         lo = c * config.chunk_size
         ids = np.arange(lo, min(lo + config.chunk_size, config.n_snapshots))
         batch = run_batch(fn, config.seed, ids, mesh)

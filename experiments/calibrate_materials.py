@@ -35,7 +35,7 @@ FIELDS = ("relative_permittivity", "conductivity")
 TRUE_FACTORS = {"relative_permittivity": 0.6, "conductivity": 4.0}
 
 
-def _args():
+def _args(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--scene", default="munich", help="bundled Sionna RT scene or XML path")
     ap.add_argument("--small", action="store_true", help="CI-sized run on simple_street_canyon")
@@ -52,11 +52,11 @@ def _args():
     )
     ap.add_argument("--tx-power-dbm", type=float, default=15.0, help="transmit power per RE (RSRP)")
     ap.add_argument("--out", default="results")
-    return ap.parse_args()
+    return ap.parse_args(argv)
 
 
-def main():
-    args = _args()
+def main(argv=None):
+    args = _args(argv)
     if args.small:
         args.scene, args.steps, args.spacing_m, args.half_width_m = (
             "simple_street_canyon",

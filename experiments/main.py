@@ -38,8 +38,11 @@ SMALL = {"small": ["--small"], "default": ["--small"], "full": []}
 STEPS: list[tuple[str, str, dict[str, list[str]]]] = [
     ("calibration_38901", "experiments.calibration_38901", SMALL),
     ("calibrate_materials", "experiments.calibrate_materials", SMALL),
-    ("response_curve", "experiments.response_curve",
-     {"small": ["--small"], "default": ["--snapshots", "16"], "full": []}),
+    (
+        "response_curve",
+        "experiments.response_curve",
+        {"small": ["--small"], "default": ["--snapshots", "16"], "full": []},
+    ),
     ("proxy_vs_real", "experiments.proxy_vs_real", SMALL),
     ("ue_behaviour", "experiments.ue_behaviour", SMALL),
     ("table1", "experiments.table1", SMALL),
@@ -90,8 +93,11 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default="results", help="results directory")
     ap.add_argument("--only", default="", help="comma-separated step names to run")
     ap.add_argument("--skip", default="", help="comma-separated step names to skip")
-    ap.add_argument("--keep-going", action="store_true",
-                    help="run the remaining steps when one fails (exit status still 1)")
+    ap.add_argument(
+        "--keep-going",
+        action="store_true",
+        help="run the remaining steps when one fails (exit status still 1)",
+    )
     args = ap.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -129,10 +135,15 @@ def main(argv=None) -> int:
 
         build_report(out)
     total = time.time() - t_start
-    (out / "main.json").write_text(json.dumps(
-        {"size": args.size, "step_seconds": timings, "total_seconds": total, "failed": failed},
-        indent=2))
-    print(f"\nmain job ({args.size}) finished in {total / 60:.1f} min; report: {out / 'report.html'}")
+    (out / "main.json").write_text(
+        json.dumps(
+            {"size": args.size, "step_seconds": timings, "total_seconds": total, "failed": failed},
+            indent=2,
+        )
+    )
+    print(
+        f"\nmain job ({args.size}) finished in {total / 60:.1f} min; report: {out / 'report.html'}"
+    )
     for line in _summary(out):
         print(line)
     if failed:

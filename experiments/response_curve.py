@@ -24,8 +24,14 @@ from dtwin.network import cell_kpis, simulate
 from dtwin.sweep import sample_snapshot
 
 
-def response_curve(area_name: str = "urban", n_snapshots: int = 32, cell: int = 0, seed: int = 0,
-                   n_sites: int = 7, ues_per_cell: int = 10) -> dict:
+def response_curve(
+    area_name: str = "urban",
+    n_snapshots: int = 32,
+    cell: int = 0,
+    seed: int = 0,
+    n_sites: int = 7,
+    ues_per_cell: int = 10,
+) -> dict:
     """Mean KPIs of ``cell`` and of the other cells for every tilt on the operator's grid."""
     area = area_type(area_name)
     net = network_for_area(area, n_sites)
@@ -48,7 +54,9 @@ def response_curve(area_name: str = "urban", n_snapshots: int = 32, cell: int = 
                 "cell_prb_utilization": k["prb_utilization"][cell],
                 "cell_coverage": k["coverage"][cell],
                 "neighbours_dl_throughput_mbps": jnp.nanmean(k["dl_throughput_mbps"][others]),
-                "network_mean_ue_throughput_mbps": jnp.sum(res.user_throughput_mbps * snap.population.weight)
+                "network_mean_ue_throughput_mbps": jnp.sum(
+                    res.user_throughput_mbps * snap.population.weight
+                )
                 / jnp.sum(snap.population.weight),
             }
 
@@ -89,8 +97,12 @@ def plot(res: dict, path: Path) -> None:
     ax[0].plot(t, c["neighbours_dl_throughput_mbps"], "s-", label="other cells: mean UE DL thr.")
     ax[0].plot(t, c["network_mean_ue_throughput_mbps"], "^-", label="network: mean UE thr.")
     tg = np.asarray(res["gradient_tilt_deg"])
-    for x, y, g in zip(tg, res["soft_network_mean_ue_throughput_mbps"],
-                       res["d_network_throughput_d_tilt"], strict=True):
+    for x, y, g in zip(
+        tg,
+        res["soft_network_mean_ue_throughput_mbps"],
+        res["d_network_throughput_d_tilt"],
+        strict=True,
+    ):
         ax[0].plot([x - 0.7, x + 0.7], [y - 0.7 * g, y + 0.7 * g], "k-", lw=2, alpha=0.6)
     ax[0].set_xlabel("electrical tilt of the cell (degrees)")
     ax[0].set_ylabel("Mbps")
@@ -118,8 +130,9 @@ def main(argv=None) -> dict:
     args = ap.parse_args(argv)
     t0 = time.time()
     n = 4 if args.small else args.snapshots
-    res = response_curve(args.area, n, args.cell, args.seed, n_sites=7,
-                         ues_per_cell=5 if args.small else 10)
+    res = response_curve(
+        args.area, n, args.cell, args.seed, n_sites=7, ues_per_cell=5 if args.small else 10
+    )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     plot(res, out / "response_curve.png")
@@ -127,8 +140,10 @@ def main(argv=None) -> dict:
 
     write_result(out / "response_curve.json", res, config=vars(args), seed=args.seed, t0=t0)
     c = res["curves"]["network_mean_ue_throughput_mbps"]
-    print(f"network mean UE throughput vs tilt of cell {args.cell}: "
-          f"{min(c):.1f}..{max(c):.1f} Mbps, best tilt {res['best_tilt_deg_for_network']:.0f} deg")
+    print(
+        f"network mean UE throughput vs tilt of cell {args.cell}: "
+        f"{min(c):.1f}..{max(c):.1f} Mbps, best tilt {res['best_tilt_deg_for_network']:.0f} deg"
+    )
     return res
 
 

@@ -21,7 +21,6 @@ from dtwin.network import (
     simulate,
 )
 
-
 # One compiled program per (shapes, hard, temperature): tests share them instead of tracing eagerly.
 sim = eqx.filter_jit(simulate)
 
@@ -134,7 +133,9 @@ def test_vmap_over_snapshots_equals_loop():
     net, pop, ch, cm = _small()
     keys = jax.random.split(jax.random.PRNGKey(9), 3)
     chans = jax.vmap(lambda k: draw_channel(k, net, pop))(keys)
-    batched = jax.jit(jax.vmap(lambda c: simulate(net, pop, c, cm, hard=True).throughput_mbps))(chans)
+    batched = jax.jit(jax.vmap(lambda c: simulate(net, pop, c, cm, hard=True).throughput_mbps))(
+        chans
+    )
     for i, k in enumerate(keys):
         one = sim(net, pop, draw_channel(k, net, pop), cm, hard=True).throughput_mbps
         np.testing.assert_allclose(batched[i], one, rtol=1e-5, atol=1e-5)

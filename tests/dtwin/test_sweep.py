@@ -29,8 +29,9 @@ def _assert_same(a, b, rtol=0.0):
     for k in a:
         x, y = np.asarray(a[k]), np.asarray(b[k])
         if x.dtype.kind in "fc":
-            np.testing.assert_allclose(x, y, rtol=rtol, atol=1e-5 if rtol else 0, equal_nan=True,
-                                       err_msg=k)
+            np.testing.assert_allclose(
+                x, y, rtol=rtol, atol=1e-5 if rtol else 0, equal_nan=True, err_msg=k
+            )
         else:
             np.testing.assert_array_equal(x, y, err_msg=k)
 
@@ -63,8 +64,11 @@ def test_deterministic_and_independent_of_chunking(tmp_path, reference):
     run_sweep(SweepConfig(chunk_size=4, **TINY), tmp_path / "same", progress=False)
     _assert_same(_table(tmp_path / "same"), reference)
     # other chunking: the area of a chunk changes, so compare the snapshots of chunk 0 only
-    run_sweep(SweepConfig(**{**TINY, "areas": ("urban",), "n_snapshots": 4}, chunk_size=2),
-              tmp_path / "other", progress=False)
+    run_sweep(
+        SweepConfig(**{**TINY, "areas": ("urban",), "n_snapshots": 4}, chunk_size=2),
+        tmp_path / "other",
+        progress=False,
+    )
     other = _table(tmp_path / "other")
     ref0 = {k: np.asarray(v)[:12] for k, v in reference.items()}
     _assert_same(other, ref0, rtol=1e-5)
@@ -73,8 +77,11 @@ def test_deterministic_and_independent_of_chunking(tmp_path, reference):
 def test_config_mismatch_on_resume_is_an_error(tmp_path):
     run_sweep(SweepConfig(chunk_size=4, **{**TINY, "n_snapshots": 4}), tmp_path, progress=False)
     with pytest.raises(ValueError, match="another configuration"):
-        run_sweep(SweepConfig(chunk_size=4, **{**TINY, "n_snapshots": 4, "seed": 99}), tmp_path,
-                  progress=False)
+        run_sweep(
+            SweepConfig(chunk_size=4, **{**TINY, "n_snapshots": 4, "seed": 99}),
+            tmp_path,
+            progress=False,
+        )
 
 
 def test_bad_config_errors():
@@ -109,16 +116,18 @@ def test_sharded_over_8_devices_equals_single_device(tmp_path, reference):
         assert len(jax.devices()) == 8, jax.devices()
         """
     )
-    subprocess.run([sys.executable, "-c", code, str(tmp_path)], check=True, env=_env(8),
-                   cwd=ROOT, timeout=600)
+    subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path)], check=True, env=_env(8), cwd=ROOT, timeout=600
+    )
     _assert_same(_table(tmp_path), reference, rtol=1e-5)
 
 
 @pytest.mark.slow
 def test_killed_sweep_resumes_without_lost_or_duplicated_rows(tmp_path, reference):
     code = _SCRIPT.format(tiny=repr(TINY)) + "\nimport time; time.sleep(0)\n"
-    proc = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], env=_env(), cwd=ROOT,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, str(tmp_path)], env=_env(), cwd=ROOT, start_new_session=True
+    )
     deadline = time.time() + 600
     while time.time() < deadline and not list(tmp_path.glob("part-*.parquet")):
         if proc.poll() is not None:
