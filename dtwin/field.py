@@ -35,7 +35,7 @@ from jaxtyping import Array, Float, PRNGKeyArray
 from .areas import AreaType, network_for_area
 from .cm import DEFAULT_CM_SCHEMA, CMSchema
 from .network import Network, UEPopulation, cell_kpis, draw_channel, simulate
-from .sweep import diurnal_activity, sample_snapshot
+from .sweep import diurnal_activity, sample_population
 
 _N_FEATURES = 16
 
@@ -143,21 +143,20 @@ def _field_snapshot(key, field: FieldNetwork, cm, ues_per_cell: int, hour=None):
     """Draw a field snapshot: twin sampling plus hotspots, busier cells, shifted diurnal profile."""
     net = field.network
     k_snap, k_hour = jax.random.split(key)
-    snap = sample_snapshot(k_snap, net, field.area, ues_per_cell, cm)
-    if hour is not None:
-        snap = eqx.tree_at(lambda s: s.hour, snap, jnp.asarray(hour, jnp.float32))
-    pop = snap.population
+    # The twin's population draw (no channel: the field draws its own after moving the UEs).
+    pop, sampled_hour = sample_population(k_snap, net, field.area, ues_per_cell)
+    hour = sampled_hour if hour is None else jnp.asarray(hour, jnp.float32)
     home = jnp.repeat(jnp.arange(field.n_cells), ues_per_cell)
     pull = field.gap * field.spec.hotspot_pull
     xy = pop.ues.xy_m + jnp.clip(pull, 0.0, 0.9) * (field.hotspot_xy_m[home] - pop.ues.xy_m)
     ues = eqx.tree_at(lambda u: u.xy_m, pop.ues, xy)
-    act_twin = diurnal_activity(snap.hour)
-    act_field = diurnal_activity(jnp.mod(snap.hour - field.gap * field.spec.hour_shift_h, 24.0))
+    act_twin = diurnal_activity(hour)
+    act_field = diurnal_activity(jnp.mod(hour - field.gap * field.spec.hour_shift_h, 24.0))
     demand = pop.demand_mbps * field.load_factor[home] * act_field / act_twin
     pop = UEPopulation(ues=ues, demand_mbps=demand, weight=pop.weight)
     channel = draw_channel(jax.random.fold_in(key, 1), net, pop)
     channel = eqx.tree_at(lambda c: c.sf_db, channel, channel.sf_db + shadow_map_db(field, xy))
-    return pop, channel, snap.hour
+    return pop, channel, hour
 
 
 def _field_cm(field: FieldNetwork, cm):

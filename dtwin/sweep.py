@@ -104,20 +104,16 @@ class Snapshot(eqx.Module):
     hour: Float[Array, ""]
 
 
-def sample_snapshot(
-    key: PRNGKeyArray,
-    network: Network,
-    area: AreaType,
-    ues_per_cell: int,
-    cm: dict[str, Float[Array, " cells"]],
-) -> Snapshot:
-    """Draw a UE population and a channel realisation for one snapshot, given its CM.
+def sample_population(
+    key: PRNGKeyArray, network: Network, area: AreaType, ues_per_cell: int
+) -> tuple[UEPopulation, Float[Array, ""]]:
+    """Draw a snapshot's UE population and hour of day (the channel is drawn separately).
 
     The hour of day is uniform; the number of active UEs per cell and their mean demand scale with
     :func:`diurnal_activity`; per-UE demand is log-normal (σ = 0.5 in natural-log units) around the
-    cell's mean.
+    cell's mean. Uses the same key as :func:`sample_snapshot`, which adds the channel.
     """
-    k_drop, k_ch, k_hour, k_act, k_dem, k_lvl = jax.random.split(key, 6)
+    k_drop, _, k_hour, k_act, k_dem, k_lvl = jax.random.split(key, 6)
     topo = network.topology
     n_cells = topo.cell_site.shape[0]
     ues = drop_ues(
@@ -134,6 +130,19 @@ def sample_snapshot(
     mean_demand = (dlo + (dhi - dlo) * act) * jax.random.uniform(k_lvl, (), minval=0.8, maxval=1.2)
     demand = mean_demand * jnp.exp(0.5 * jax.random.normal(k_dem, weight.shape) - 0.125)
     population = UEPopulation(ues=ues, demand_mbps=demand.astype(jnp.float32), weight=weight)
+    return population, hour
+
+
+def sample_snapshot(
+    key: PRNGKeyArray,
+    network: Network,
+    area: AreaType,
+    ues_per_cell: int,
+    cm: dict[str, Float[Array, " cells"]],
+) -> Snapshot:
+    """Draw a UE population (:func:`sample_population`) and a channel realisation, given a CM."""
+    population, hour = sample_population(key, network, area, ues_per_cell)
+    k_ch = jax.random.split(key, 6)[1]
     channel = draw_channel(k_ch, network, population)
     return Snapshot(population=population, channel=channel, cm=cm, hour=hour)
 
