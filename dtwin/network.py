@@ -355,6 +355,9 @@ def simulate(
     Returns:
         A :class:`NetworkResult`.
     """
+    missing = [k for k in ("tilt_deg", "tx_power_dbm") if k not in cm]
+    if missing:
+        raise ValueError(f"simulate: CM is missing {missing}; it has {sorted(cm)}")
     tilt = _float(cm["tilt_deg"])
     power = _float(cm["tx_power_dbm"])
     cio = _float(cm.get("cio_db", jnp.zeros_like(tilt)))

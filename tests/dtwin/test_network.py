@@ -168,3 +168,9 @@ def test_gradient_wrt_scenario_parameters_is_finite():
     g = jax.jit(jax.grad(f))(net.scenario)
     leaves = [x for x in jax.tree_util.tree_leaves(g) if hasattr(x, "dtype")]
     assert leaves and all(bool(jnp.all(jnp.isfinite(x))) for x in leaves)
+
+
+def test_missing_cm_parameter_is_named():
+    net, pop, ch, cm = _small()
+    with pytest.raises(ValueError, match="tx_power_dbm"):
+        simulate(net, pop, ch, {"tilt_deg": cm["tilt_deg"]})
