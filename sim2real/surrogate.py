@@ -3,17 +3,25 @@
 For every cell ``c`` in a snapshot the model predicts the targets in the model domain (log for
 positive rates/volumes, see `sim2real.dataset.is_log_target`):
 
-    z_c = prior_c + offset + exp(log_scale) * (base(e_c) + r(e_c, x_c, m_c) - r(e_c, x_ref, m_ref))
+    z_c = prior_c + offset + exp(log_scale) * base(e_c)
+          + exp(log_gain) * (r(h_c, x_c, m_c) - r(h_c, x_ref, m_ref))
 
 * ``e_c = encoder(state_c, static_c)`` is the **environment embedding** (traffic, area, height);
   ``base`` maps it to the KPI level at the reference (default) CM, and ``offset``/``log_scale``
-  are the per-target output calibration. Together: `EnvironmentPart`.
+  are the per-target output calibration of that level. Together: `EnvironmentPart`.
 * ``r`` is the **response** to configuration: own CM ``x_c`` (in [0, 1]) and the aggregated
   neighbour message ``m_c = mean_{j in N(c)} phi(x_c, x_j, edge_cj)`` over the neighbour graph
-  (one message-passing layer, Gilmer et al. 2017, arXiv:1704.01212). Subtracting the same
-  network at the reference CM makes ``r`` a pure KPI *change* (zero at the default CM), so the
-  two parts are identifiable: the environment fixes the level, the response the CM sensitivity.
-  `ResponsePart`.
+  (one message-passing layer, Gilmer et al. 2017, arXiv:1704.01212), conditioned on the
+  response part's *own* state embedding ``h_c`` and scaled by its own ``log_gain``. Subtracting
+  the same network at the reference CM makes it a pure KPI *change* (zero at the default CM), so
+  the two parts are identifiable: the environment fixes the level, the response the CM
+  sensitivity. `ResponsePart`.
+
+The response shares no array with the environment part: adapting the environment part on
+commercial data (which barely varies the CM) can move the predicted level but can neither scale
+nor reshape the CM response learned on the twin. (An earlier version let the response read the
+environment embedding and share the output scale; adapting the environment then distorted the
+response far from the default CM.)
 
 The partition is explicit: `env_filter` / `response_filter` return Equinox filter specs, so
 ``eqx.partition(model, env_filter(model))`` trains only the environment part (the Sim2Real
@@ -94,16 +102,21 @@ class ResponsePart(eqx.Module):
     """(environment embedding, own CM, neighbours' CM) -> normalised KPI change.
 
     Attributes:
+        encoder: MLP ``[n_state + n_static] -> [embed]``, the response's own state embedding.
         message: MLP ``[2 n_cm + 4] -> [n_message]``, one message per (cell, neighbour) edge.
         head: MLP ``[embed + n_cm + n_message] -> [n_targets]``.
+        log_gain: ``[n_targets]`` log of the per-target response scale.
     """
 
+    encoder: eqx.nn.MLP
     message: eqx.nn.MLP
     head: eqx.nn.MLP
+    log_gain: Float[Array, " n_targets"]
 
     def __init__(
         self,
         key: PRNGKeyArray,
+        n_in: int,
         n_cm: int,
         n_targets: int,
         *,
@@ -111,14 +124,27 @@ class ResponsePart(eqx.Module):
         hidden: int = 32,
         depth: int = 2,
         n_message: int = 8,
+        log_gain: Float[Array, " n_targets"] | None = None,
     ):
-        k1, k2 = jax.random.split(key)
+        k0, k1, k2 = jax.random.split(key, 3)
+        self.encoder = eqx.nn.MLP(n_in, embed, hidden, depth, activation=jax.nn.silu, key=k0)
+        self.log_gain = (
+            jnp.zeros(n_targets, jnp.float32)
+            if log_gain is None
+            else jnp.asarray(log_gain, jnp.float32)
+        )
         self.message = eqx.nn.MLP(
             2 * n_cm + N_EDGE_FEATURES, n_message, hidden, depth, activation=jax.nn.silu, key=k1
         )
         self.head = eqx.nn.MLP(
             embed + n_cm + n_message, n_targets, hidden, depth, activation=jax.nn.silu, key=k2
         )
+
+    def embed(
+        self, state: Float[Array, "cells n_state"], static: Float[Array, "cells n_static"]
+    ) -> Float[Array, "cells embed"]:
+        """The response part's own state embedding per cell."""
+        return jax.vmap(self.encoder)(jnp.concatenate([state, static], axis=-1))
 
     def _raw(
         self,
@@ -137,20 +163,22 @@ class ResponsePart(eqx.Module):
 
     def __call__(
         self,
-        embedding: Float[Array, "cells embed"],
+        state: Float[Array, "cells n_state"],
+        static: Float[Array, "cells n_static"],
         cm_unit: Float[Array, "cells n_cm"],
         cm_ref_unit: Float[Array, " n_cm"],
         neighbours: Int[Array, "cells k"],
         edge_features: Float[Array, "cells k n_edge"],
         neighbour_mask: Bool[Array, "cells k"],
     ) -> Float[Array, "cells n_targets"]:
-        """KPI change relative to every cell at the reference CM (zero there by construction)."""
+        """Scaled KPI change relative to every cell at the reference CM (zero there)."""
+        h = self.embed(state, static)
         ref = jnp.broadcast_to(cm_ref_unit, cm_unit.shape)
         both = jnp.stack([cm_unit, ref])
-        raw = jax.vmap(
-            lambda x: self._raw(embedding, x, neighbours, edge_features, neighbour_mask)
-        )(both)
-        return raw[0] - raw[1]
+        raw = jax.vmap(lambda x: self._raw(h, x, neighbours, edge_features, neighbour_mask))(
+            both
+        )
+        return jnp.exp(self.log_gain) * (raw[0] - raw[1])
 
 
 class Surrogate(eqx.Module):
@@ -179,8 +207,10 @@ class Surrogate(eqx.Module):
     ) -> tuple[Float[Array, "cells n_targets"], Float[Array, "cells embed"]]:
         """One snapshot: (model-domain prediction, environment embedding)."""
         e = self.env.embed(state, static)
-        r = self.response(e, cm_unit, cm_ref_unit, neighbours, edge_features, neighbour_mask)
-        return prior + self.env.calibrate(self.env.base(e) + r), e
+        r = self.response(
+            state, static, cm_unit, cm_ref_unit, neighbours, edge_features, neighbour_mask
+        )
+        return prior + self.env.calibrate(self.env.base(e)) + r, e
 
 
 def _snapshots(model: Surrogate, batch: GraphBatch) -> tuple[Array, Array]:
@@ -243,7 +273,17 @@ def _build(
         offset=offset,
         log_scale=log_scale,
     )
-    resp = ResponsePart(k2, n_cm, n_t, embed=embed, hidden=hidden, depth=depth, n_message=n_message)
+    resp = ResponsePart(
+        k2,
+        n_state + n_static,
+        n_cm,
+        n_t,
+        embed=embed,
+        hidden=hidden,
+        depth=depth,
+        n_message=n_message,
+        log_gain=log_scale,
+    )
     return Surrogate(env, resp, log_targets)
 
 
@@ -289,10 +329,11 @@ def _host_build(
         jax.random.key(0),
     )
     model = materialise(abstract, rng)
+    ls = jnp.asarray(log_scale, jnp.float32)
     return eqx.tree_at(
-        lambda m: (m.env.offset, m.env.log_scale),
+        lambda m: (m.env.offset, m.env.log_scale, m.response.log_gain),
         model,
-        (jnp.asarray(offset, jnp.float32), jnp.asarray(log_scale, jnp.float32)),
+        (jnp.asarray(offset, jnp.float32), ls, ls),
     )
 
 
@@ -307,8 +348,9 @@ def init_surrogate(
 ) -> Surrogate:
     """A fresh surrogate sized for ``batch``, calibration initialised to its target statistics.
 
-    ``offset``/``log_scale`` start at the masked mean / log-std of ``targets - prior`` in the
-    model domain, so the network's own output is O(1). Weights are drawn on the host
+    ``offset`` starts at the masked mean and ``log_scale`` (level) and ``log_gain`` (response)
+    at the log-std of ``targets - prior`` in the model domain, so the networks' own outputs are
+    O(1). Weights are drawn on the host
     (`materialise`) from a numpy RNG seeded by ``key``. ``batch`` must be concrete.
     """
     offset, log_scale = _calibration_init(batch)

@@ -5,5 +5,15 @@ from pathlib import Path
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
+# The tests run tiny problems, where XLA's compile time dwarfs run time: compile with the CPU
+# backend's cheap optimisation level (measured on the field-trial test: 6.0 -> 3.3 min, same
+# numbers to the printed digits). Set before JAX initialises its backend; an XLA_FLAGS already
+# set by the caller is kept and only extended. Export S2R_TEST_FULL_OPT=1 to compile as users do.
+FAST_COMPILE_FLAGS = "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
+if not os.environ.get("S2R_TEST_FULL_OPT"):
+    _flags = os.environ.get("XLA_FLAGS", "")
+    if "xla_backend_optimization_level" not in _flags:
+        os.environ["XLA_FLAGS"] = f"{_flags} {FAST_COMPILE_FLAGS}".strip()
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"

@@ -104,7 +104,8 @@ _SCRIPT = textwrap.dedent(
 def _env(n_devices=None):
     env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=str(ROOT))
     if n_devices:
-        env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={n_devices}"
+        flags = os.environ.get("XLA_FLAGS", "")  # keep conftest's compile flags
+        env["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={n_devices}".strip()
     return env
 
 
