@@ -9,11 +9,13 @@ override them by building their own :class:`AreaType`.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from .channel import RMa, UMa, UMi
 from .geometry import hex_topology
 from .network import Network
+from .site_channel import SiteChannel
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,8 @@ class AreaType:
         indoor_ratio: share of indoor UEs.
         demand_mbps: (min, max) mean offered demand per active UE (Mbps).
         min_distance_2d_m: minimum BS-UE 2D distance (m).
+        site_channel: optional site-specific pathloss offset and shadow-fading spreads fitted
+            to a ray-traced sounding (`dtwin.site_channel`); ``None`` = the TR 38.901 tables.
     """
 
     name: str
@@ -43,6 +47,16 @@ class AreaType:
     indoor_ratio: float
     demand_mbps: tuple[float, float]
     min_distance_2d_m: float
+    site_channel: SiteChannel | None = None
+
+    def with_site_channel(self, site_channel: SiteChannel | None) -> AreaType:
+        """This area type with a site-specific channel (``None`` removes it)."""
+        if site_channel is not None and site_channel.scenario != self.scenario:
+            raise ValueError(
+                f"area {self.name!r} uses scenario {self.scenario!r}, but the site channel was "
+                f"fitted for {site_channel.scenario!r}"
+            )
+        return dataclasses.replace(self, site_channel=site_channel)
 
     @property
     def ue_density_per_km2(self) -> float:
@@ -89,9 +103,12 @@ def network_for_area(area: AreaType, n_sites: int = 7, *, wrap: bool = True, **k
     if area.scenario not in _SCENARIOS:
         raise ValueError(f"area {area.name!r}: unknown scenario {area.scenario!r}")
     topo = hex_topology(n_sites, area.isd_m, area.bs_height_m, wrap=wrap)
+    scenario = _SCENARIOS[area.scenario]()
+    if area.site_channel is not None:
+        scenario = area.site_channel.apply(scenario)
     return Network(
         topology=topo,
-        scenario=_SCENARIOS[area.scenario](),
+        scenario=scenario,
         carrier_hz=area.carrier_hz,
         bandwidth_hz=area.bandwidth_hz,
         **kwargs,

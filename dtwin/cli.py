@@ -434,10 +434,10 @@ def cmd_train(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- recommend
 def _surrogate_predictor(ensemble, context):
     """Kept for callers of the former private adapter: the public one,
-    `experiments.pipeline.ensemble_predictor` (KPIs under a CM averaged over the context
+    `opt.ensemble_predictor` (KPIs under a CM averaged over the context
     snapshots' states; std = ensemble spread)."""
     _ensure_experiments_importable()
-    from experiments.pipeline import ensemble_predictor
+    from opt.predictor import ensemble_predictor
 
     return ensemble_predictor(ensemble, context)
 
@@ -491,7 +491,7 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     ensemble = s2r.restore_checkpoint(model_dir, template).ensemble
     n_ctx = min(int(cfg["context_periods"]), batch.n_snapshots)
     context = batch.take(np.arange(batch.n_snapshots - n_ctx, batch.n_snapshots))
-    from experiments.pipeline import ensemble_predictor
+    from opt.predictor import ensemble_predictor
 
     predictor = ensemble_predictor(ensemble, context)
     objective = {

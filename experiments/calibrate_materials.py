@@ -6,7 +6,11 @@ On a scene bundled with Sionna RT (default ``munich``):
    TR 38.901 fit (`dtwin.rt.fit`) and the resulting UMa copy (`to_scenario`);
 2. material calibration from per-position path gains (+ Gaussian noise) by gradient descent
    through the RT bridge, starting from the ITU defaults; held-out RSRP error before/after;
-3. the same from operational per-cell aggregates (mean RSRP over the positions each cell serves).
+3. the same from operational per-cell aggregates (mean RSRP over the positions each cell serves);
+4. ``site_channel.json``: the site-specific channel (pathloss offset, LOS/NLOS shadow-fading
+   spreads, `dtwin.site_channel`) fitted to soundings with the calibrated materials (``twin``),
+   the true ones (``field``) and the ITU defaults (``itu_default``). The main job builds the
+   urban twin and the urban field stand-in on it (``--site-channel`` of the evaluation scripts).
 
 Run ``python -m experiments.calibrate_materials`` (``--small`` for a CI-sized run on
 ``simple_street_canyon``). Writes ``results/calibrate_materials.json`` and PNG figures.
@@ -29,6 +33,7 @@ from dtwin.rt import RTScene, SolverConfig, rt_path_gains
 from dtwin.rt.calibrate import calibrate, cell_mean_loss, cell_mean_rsrp_dbm, measurement_loss
 from dtwin.rt.fit import fit_site_channel, to_scenario
 from dtwin.rt.sounding import grid_positions_m, sound
+from dtwin.site_channel import SiteChannel, save_site_channels
 
 FIELDS = ("relative_permittivity", "conductivity")
 # hidden truth = ITU default x factor
@@ -51,6 +56,9 @@ def _args(argv=None):
         "--num-materials", type=int, default=2, help="materials calibrated (most sensitive)"
     )
     ap.add_argument("--tx-power-dbm", type=float, default=15.0, help="transmit power per RE (RSRP)")
+    ap.add_argument(
+        "--area", default="urban", help="area type of the sounded site (for site_channel.json)"
+    )
     ap.add_argument("--out", default="results")
     return ap.parse_args(argv)
 
@@ -146,6 +154,26 @@ def main(argv=None):
         init, optimizer=opt, num_steps=args.steps, progress=True,
     )  # fmt: skip
 
+    # ---- site channels for the twin: soundings with the calibrated (and ITU default) materials
+    site = {
+        "field": SiteChannel.from_scenario(
+            site_uma, source=f"{args.scene} RT, true materials", area=args.area
+        )
+    }
+    for name, params in (("twin", res_pos.params), ("itu_default", init)):
+        _, lsps_x = sound(params, tx, rx, scene=scene)
+        fit_x = fit_site_channel(lsps_x, tx, rx, scene.carrier_hz)
+        site[name] = SiteChannel.from_scenario(
+            to_scenario(fit_x, UMa()),
+            source=f"{args.scene} RT, {name.replace('_', ' ')} materials",
+            area=args.area,
+        )
+    save_site_channels(out / "site_channel.json", site)
+    print(
+        "site channels (pathloss offset dB): "
+        + ", ".join(f"{k} {v.pathloss_offset_db:+.2f}" for k, v in site.items())
+    )
+
     # ---- evaluation on held-out positions
     def rmse(params, idx):
         pred = np.asarray(rt_path_gains(params, tx, rx[idx], scene=scene)[1])
@@ -174,6 +202,7 @@ def main(argv=None):
             "seconds_per_step": res_cell.seconds_per_step,
         },
         "site_fit": fit_summary,
+        "site_channel": {k: v.to_dict() for k, v in site.items()},
     }
     record = {
         "config": {**vars(args), "tx_positions_m": tx.tolist(), "num_rx": int(rx.shape[0]),

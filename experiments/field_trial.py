@@ -79,6 +79,7 @@ from experiments.pipeline import (
     ensemble_predictor,
     field_for_area,
     field_truth,
+    site_channels_for,
     train_all,
     twin_table,
 )
@@ -285,8 +286,16 @@ def run_area(area: str, args: argparse.Namespace, log=print) -> dict[str, Any]:
     seed = args.seed
     times: dict[str, float] = {}
     t = time.perf_counter()
-    twin = twin_table(area, args.twin_snapshots, n_sites=args.sites, seed=seed, progress=False)
-    field = field_for_area(area, n_sites=args.sites, seed=seed)
+    site_twin, site_field = site_channels_for(getattr(args, "site_channel", None), area)
+    twin = twin_table(
+        area,
+        args.twin_snapshots,
+        n_sites=args.sites,
+        seed=seed,
+        progress=False,
+        site_channel=site_twin,
+    )
+    field = field_for_area(area, n_sites=args.sites, seed=seed, site_channel=site_field)
     comm = commercial_table(field, args.periods, seed=seed)
     tb, cb = batches(twin, comm, targets=TARGETS)
     times["data_s"] = time.perf_counter() - t
@@ -531,6 +540,12 @@ def _parser() -> argparse.ArgumentParser:
     size.add_argument("--full", action="store_true", help="reference-study data sizes")
     ap.add_argument("--out", type=Path, default=Path("results"), help="results directory")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--site-channel",
+        default=None,
+        help="site_channel.json from calibrate_materials: twin and field of the matching area "
+        "use the site-specific channel",
+    )
     ap.add_argument("--areas", default=",".join(AREAS), help="comma-separated area types")
     ap.add_argument("--methods", default=",".join(METHODS), help=f"subset of {','.join(METHODS)}")
     ap.add_argument("--quiet", action="store_true", help="no progress bars")

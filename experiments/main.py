@@ -5,7 +5,10 @@ figures to ``results/``):
 
 1. ``calibration_38901``  TR 38.901 Phase-1 calibration of the channel statistics (CDFs vs 3GPP).
 2. ``calibrate_materials`` site-specific channel: Sionna RT soundings of a bundled scene, material
-   calibration by gradient descent, site-specific TR 38.901 parameters.
+   calibration by gradient descent, site-specific TR 38.901 parameters written to
+   ``site_channel.json``; steps 5-7 build the urban twin on the channel fitted with the
+   calibrated materials and the urban field stand-in on the one with the true materials
+   (``--site-channel``), so the twin they train on is site-specific.
 3. ``response_curve``      twin data: KPI response to one cell's tilt, with the twin's gradient.
 4. ``proxy_vs_real``       the link-level throughput proxy against real 5G measurements.
    ``ue_behaviour``        UE mobility/traffic CVAE on real data and the closed loop.
@@ -52,6 +55,8 @@ STEPS: list[tuple[str, str, dict[str, list[str]]]] = [
 
 
 NEEDS_SHARED_DATA = {"proxy_vs_real", "ue_behaviour"}
+USES_SITE_CHANNEL = {"table1", "figure4", "field_trial"}
+"""Steps that take ``--site-channel`` (when ``calibrate_materials`` has written it)."""
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
@@ -94,6 +99,11 @@ def main(argv=None) -> int:
     ap.add_argument("--only", default="", help="comma-separated step names to run")
     ap.add_argument("--skip", default="", help="comma-separated step names to skip")
     ap.add_argument(
+        "--nominal-channel",
+        action="store_true",
+        help="build the twin on the TR 38.901 tables, ignoring results/site_channel.json",
+    )
+    ap.add_argument(
         "--keep-going",
         action="store_true",
         help="run the remaining steps when one fails (exit status still 1)",
@@ -114,6 +124,9 @@ def main(argv=None) -> int:
     todo = [s for s in STEPS if (not only or s[0] in only) and s[0] not in skip]
     for i, (name, module, sizes) in enumerate(todo, 1):
         step_argv = sizes[args.size] + ["--out", str(out)]
+        site = out / "site_channel.json"
+        if name in USES_SITE_CHANNEL and site.is_file() and not args.nominal_channel:
+            step_argv += ["--site-channel", str(site)]
         print(f"\n=== [{i}/{len(todo)}] {name} ({' '.join(step_argv)}) ===", flush=True)
         if name in NEEDS_SHARED_DATA and not SHARED_DATA.is_dir():
             print(f"--- {name}: skipped, it needs the real data in {SHARED_DATA}", flush=True)

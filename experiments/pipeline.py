@@ -37,7 +37,7 @@ from dtwin.areas import area_type
 from dtwin.cm import DEFAULT_CM_SCHEMA, CMSchema
 from dtwin.field import FieldNetwork, commercial_data, field_kpis, make_field_network
 from dtwin.schema import TARGET_COLUMNS
-from opt.objectives import Prediction
+from dtwin.site_channel import SiteChannel, load_site_channels
 from sim2real.dataset import GraphBatch, batch_from_arrays
 from sim2real.ensemble import predict
 from sim2real.transfer import METHODS, TransferConfig, fit, pretrain_twin
@@ -63,6 +63,7 @@ def twin_table(
     chunk_size: int = 256,
     out_dir: str | Path | None = None,
     progress: bool = True,
+    site_channel: SiteChannel | None = None,
 ) -> dict[str, np.ndarray]:
     """Twin CM-response rows of one area type (`dtwin.sweep`), one row per cell per snapshot.
 
@@ -77,6 +78,8 @@ def twin_table(
         out_dir: when given, the sweep is written there as Parquet chunks and resumed if
             interrupted (same configuration), then read back; otherwise it stays in memory.
         progress: tqdm progress bar.
+        site_channel: site-specific channel of the area (`dtwin.site_channel`, e.g. fitted to
+            Sionna RT soundings by ``experiments.calibrate_materials``); in memory only.
 
     Returns:
         Columnar table sorted by ``(snapshot_id, cell_id)``.
@@ -95,12 +98,14 @@ def twin_table(
         chunk_size=min(int(chunk_size), int(n_snapshots)),
     )
     if out_dir is not None:
+        if site_channel is not None:
+            raise ValueError("twin_table: site_channel is supported for in-memory tables only")
         run_sweep(config, out_dir, progress=progress)
         table = read_sweep(out_dir)
         return {c: table.column(c).to_numpy(zero_copy_only=False) for c in table.column_names}
     from tqdm.auto import tqdm
 
-    at = area_type(area)
+    at = area_type(area).with_site_channel(site_channel)
     network, fn = make_batch_fn(at, n_sites, ues_per_cell, cm_sampling, 1, DEFAULT_CM_SCHEMA)
     parts = []
     for c in tqdm(range(config.n_chunks), desc=f"twin {area}", disable=not progress):
@@ -116,15 +121,46 @@ def _field_keys(seed: int) -> tuple[PRNGKeyArray, PRNGKeyArray]:
     return k_net, k_data
 
 
-def field_for_area(area: str, *, n_sites: int = 7, seed: int = 0, gap: float = 1.0) -> FieldNetwork:
+def field_for_area(
+    area: str,
+    *,
+    n_sites: int = 7,
+    seed: int = 0,
+    gap: float = 1.0,
+    site_channel: SiteChannel | None = None,
+) -> FieldNetwork:
     """The synthetic field network of an area type (`dtwin.field.make_field_network`).
 
     Deterministic in ``seed`` (the same network as ``s2r field --seed``); ``gap`` scales the
-    hidden reality the twin lacks (0 = field equals twin).
+    hidden reality the twin lacks (0 = field equals twin). ``site_channel``: the site's true
+    propagation (e.g. fitted to soundings with the true materials), under the hidden reality.
     """
     if n_sites not in (1, 7, 19):
         raise ValueError(f"field_for_area: n_sites must be 1, 7 or 19, got {n_sites}")
-    return make_field_network(_field_keys(seed)[0], area_type(area), n_sites, gap=gap)
+    at = area_type(area).with_site_channel(site_channel)
+    return make_field_network(_field_keys(seed)[0], at, n_sites, gap=gap)
+
+
+def site_channels_for(
+    path: str | Path | None, area: str
+) -> tuple[SiteChannel | None, SiteChannel | None]:
+    """(twin, field) site channels of ``area`` from a ``site_channel.json``, or ``(None, None)``.
+
+    The file (``experiments.calibrate_materials``) holds a ``twin`` entry (fitted to soundings
+    with the calibrated materials) and a ``field`` entry (soundings with the site's true
+    materials); it applies to the area type each entry names (``area``; empty = every area of
+    the entry's scenario). Other areas, or ``path=None``, get the nominal TR 38.901 tables.
+    """
+    if path is None:
+        return None, None
+    ch = load_site_channels(path)
+    missing = {"twin", "field"} - set(ch)
+    if missing:
+        raise ValueError(f"{path}: site channel entries {sorted(missing)} are missing")
+    twin = ch["twin"]
+    if area_type(area).scenario != twin.scenario or twin.area not in ("", area):
+        return None, None
+    return ch["twin"], ch["field"]
 
 
 def commercial_table(
@@ -366,64 +402,8 @@ def field_truth(
 
 
 # --------------------------------------------------------------------------- 6. predictor
-class EnsemblePredictor(eqx.Module):
-    """An `opt` predictor from a trained surrogate ensemble.
-
-    ``predictor(cm)`` encodes the CM to [0, 1] (`dtwin.cm` bounds), predicts every context
-    snapshot of ``context`` under it and averages over the snapshots; the std is the ensemble
-    spread averaged the same way. Differentiable in ``cm``.
-    """
-
-    ensemble: Any
-    context: GraphBatch
-    schema: CMSchema = eqx.field(static=True, default=DEFAULT_CM_SCHEMA)
-
-    def __call__(self, cm: Mapping[str, Float[Array, " cells"]]) -> Prediction:
-        missing = [n for n in self.context.cm_names if n not in cm]
-        if missing:
-            raise ValueError(f"EnsemblePredictor: the CM lacks parameter(s) {missing}")
-        params = [self.schema[n] for n in self.context.cm_names]
-        u = jnp.stack([(cm[p.name] - p.low) / (p.high - p.low) for p in params], axis=-1)
-        mean, std = predict(self.ensemble, self.context.with_cm(u[None]))
-        names = self.context.target_names
-        return Prediction(
-            {n: jnp.mean(mean[..., i], axis=0) for i, n in enumerate(names)},
-            {n: jnp.mean(std[..., i], axis=0) for i, n in enumerate(names)},
-        )
-
-
-def ensemble_predictor(
-    ensemble: Any, state_batch: GraphBatch, *, schema: CMSchema = DEFAULT_CM_SCHEMA
-) -> EnsemblePredictor:
-    """The adapter from a trained ensemble to the `opt` predictor protocol (``cm -> Prediction``).
-
-    Args:
-        ensemble: stacked surrogate ensemble (`sim2real.fit`).
-        state_batch: context snapshots whose states (and static features, graph) the prediction
-            averages over, e.g. recent commercial periods.
-        schema: CM schema (bounds of the [0, 1] encoding).
-    """
-    if not isinstance(state_batch, GraphBatch):
-        raise TypeError(
-            f"ensemble_predictor: state_batch must be a GraphBatch, got {type(state_batch)}"
-        )
-    return EnsemblePredictor(ensemble, state_batch, schema)
-
-
-def predict_candidates(
-    predictor: EnsemblePredictor,
-    cms: Mapping[str, Float[Array, "candidates cells"]],
-    *,
-    chunk: int = 64,
-) -> dict[str, np.ndarray]:
-    """Predicted mean KPIs ``[candidates, cells]`` for a stack of CMs (vmapped in chunks)."""
-    call = eqx.filter_jit(jax.vmap(lambda c: predictor(c).mean))
-    n = next(iter(cms.values())).shape[0]
-    parts = [
-        call({k: jnp.asarray(v[i : i + chunk], jnp.float32) for k, v in cms.items()})
-        for i in range(0, n, chunk)
-    ]
-    return {k: np.concatenate([np.asarray(p[k]) for p in parts]) for k in parts[0]}
+# The adapter lives in `opt.predictor` (the library's public API); re-exported here.
+from opt.predictor import ensemble_predictor, predict_candidates  # noqa: E402
 
 
 def config_dict(config: TransferConfig) -> dict[str, Any]:

@@ -56,6 +56,12 @@ def add_common_flags(ap: argparse.ArgumentParser, *, twin: int, commercial: int)
     ap.add_argument("--twin-steps", type=int, default=800)
     ap.add_argument("--commercial-steps", type=int, default=300)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--site-channel",
+        default=None,
+        help="site_channel.json from calibrate_materials: the twin (calibrated RT materials) and "
+        "the field (true materials) of a matching area use the site-specific channel",
+    )
     ap.add_argument("--small", action="store_true", help="CI size (about a minute)")
     ap.add_argument("--out", default="results", help="output directory")
     ap.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -95,12 +101,20 @@ def transfer_config(args: argparse.Namespace) -> TransferConfig:
 
 def prepare(args: argparse.Namespace, max_commercial_samples: int | None = None) -> dict[str, Any]:
     """Field, twin batch, commercial train/test tables, evaluation CMs and their exact truth."""
-    field = P.field_for_area(args.area, n_sites=args.n_sites, seed=args.seed, gap=args.gap)
+    site_twin, site_field = P.site_channels_for(getattr(args, "site_channel", None), args.area)
+    field = P.field_for_area(
+        args.area, n_sites=args.n_sites, seed=args.seed, gap=args.gap, site_channel=site_field
+    )
     n = field.n_cells
     n_twin = max(2, math.ceil(args.twin_samples / n))
     n_train = max(2, math.ceil((max_commercial_samples or args.commercial_samples) / n))
     twin = P.twin_table(
-        args.area, n_twin, n_sites=args.n_sites, seed=args.seed + 1, progress=not args.quiet
+        args.area,
+        n_twin,
+        n_sites=args.n_sites,
+        seed=args.seed + 1,
+        progress=not args.quiet,
+        site_channel=site_twin,
     )
     comm = P.commercial_table(field, n_train + args.test_periods, seed=args.seed)
     ids = np.asarray(comm["snapshot_id"])

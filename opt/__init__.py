@@ -22,6 +22,7 @@ from .objectives import (
     total_power_w,
 )
 from .policy import CMPolicy, policy_cm, policy_recommend, train_policy
+from .predictor import EnsemblePredictor, ensemble_predictor, predict_candidates
 from .safety import (
     DEFAULT_GUARDRAILS,
     REASON_NAMES,
@@ -48,6 +49,9 @@ from .search import (
 )
 
 __all__ = [
+    "EnsemblePredictor",
+    "ensemble_predictor",
+    "predict_candidates",
     "ALResult",
     "AbstractObjective",
     "CMAState",
