@@ -60,6 +60,7 @@ from .network import (
     simulate,
     solve_load,
 )
+from .site_channel import SiteChannel, load_site_channels, save_site_channels
 from .sweep import SweepConfig, read_sweep, run_sweep, sample_snapshot
 from .throughput import cqi_from_sinr, pf_throughput_mbps, shannon_se, spectral_efficiency
 
@@ -104,6 +105,9 @@ __all__ = [
     "los_probability",
     "network",
     "network_for_area",
+    "SiteChannel",
+    "load_site_channels",
+    "save_site_channels",
     "o2i_loss_db",
     "pathloss_db",
     "pf_throughput_mbps",

@@ -114,3 +114,20 @@ def test_calibration_from_per_cell_aggregates(scene):
         cell_mean_loss(scene, tx, rx, serving[:3], measured)
     with pytest.raises(ValueError, match="measured_db"):
         measurement_loss(scene, tx, rx, np.zeros((2, 2)))
+
+
+@pytest.mark.slow
+def test_calibrate_materials_experiment_writes_a_site_channel_closer_to_the_truth(tmp_path):
+    """The main job's RT step: ``site_channel.json`` holds the twin (calibrated materials), field
+    (true materials) and ITU-default channels; calibration moves the twin's pathloss offset
+    towards the field's (the soundings with the true materials are the independent reference)."""
+    from dtwin.site_channel import load_site_channels
+    from experiments import calibrate_materials
+
+    calibrate_materials.main(["--small", "--out", str(tmp_path)])
+    ch = load_site_channels(tmp_path / "site_channel.json")
+    assert set(ch) == {"twin", "field", "itu_default"}
+    assert all(c.scenario == "UMa" and c.area == "urban" for c in ch.values())
+    before = abs(ch["itu_default"].pathloss_offset_db - ch["field"].pathloss_offset_db)
+    after = abs(ch["twin"].pathloss_offset_db - ch["field"].pathloss_offset_db)
+    assert after < before, (before, after)
