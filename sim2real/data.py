@@ -82,6 +82,10 @@ class ColumnRoles:
             (the state every commercial PM export has); add ``ue_density_per_km2`` or
             ``indoor_ratio`` when both twin and commercial data carry them.
         targets: KPI / PM columns to model. Default ``("dl_throughput_mbps",)``.
+        local_state: state columns fed as their mean over each cell's graph neighbourhood
+            (``local_<name>``, `sim2real.batch_from_arrays`). Default ``("active_ues",
+            "offered_load_mbps")``: a cell's own served-UE count moves with its CM (association),
+            so fed per cell it hides part of the CM response from the surrogate.
         priors: optional physics priors, target name -> baseline column (e.g. the twin's
             analytic throughput); the surrogate then learns a correction to the baseline.
         period: the reporting-period column; ``None`` picks ``timestamp`` if present, otherwise
@@ -93,12 +97,13 @@ class ColumnRoles:
     cm: tuple[str, ...] = tuple(CM_COLUMNS)
     state: tuple[str, ...] = ("hour", "active_ues", "offered_load_mbps")
     targets: tuple[str, ...] = (DEFAULT_TARGET,)
+    local_state: tuple[str, ...] = ("active_ues", "offered_load_mbps")
     priors: Mapping[str, str] = dataclasses.field(default_factory=dict)
     period: str | None = None
     ignore: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        for name in ("cm", "state", "targets", "ignore"):
+        for name in ("cm", "state", "targets", "ignore", "local_state"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
         object.__setattr__(self, "priors", dict(self.priors))
         if not self.targets:

@@ -29,7 +29,7 @@ from dtwin.cm import DEFAULT_CM_SCHEMA, CMSchema
 from dtwin.schema import TARGET_COLUMNS
 
 from .data import AREA_TYPES, Measurements
-from .graph import NeighbourGraph, neighbour_graph
+from .graph import NeighbourGraph, neighbour_graph, neighbourhood_mean
 
 LOG_FLOOR = 1e-3
 """Floor applied before the log of a log-domain target (same unit as the target)."""
@@ -141,6 +141,7 @@ def batch_from_arrays(
     cell_id: np.ndarray | None = None,
     k: int = 6,
     schema: CMSchema = DEFAULT_CM_SCHEMA,
+    local_state: Sequence[str] = (),
 ) -> GraphBatch:
     """Build a `GraphBatch` from dense arrays.
 
@@ -154,6 +155,11 @@ def batch_from_arrays(
         cell_id: ``[cells]`` (default ``arange``).
         k: neighbours per cell besides co-site ones (`neighbour_graph`).
         schema: CM schema for the [0, 1] scaling.
+        local_state: state columns replaced by their mean over the cell and its graph
+            neighbours (`sim2real.graph.neighbourhood_mean`, over all cells) and renamed
+            ``local_<name>``. Use it for counters that the CM itself moves between neighbours
+            (``active_ues``, ``offered_load_mbps``): fed per cell, they explain part of the CM
+            response away and the surrogate under-predicts it for a new CM.
     """
     n_cells = int(np.asarray(x_m).shape[0])
     first = np.asarray(next(iter(targets.values())))
@@ -170,9 +176,21 @@ def batch_from_arrays(
     unknown = [c for c in cm if c not in schema]
     if unknown:
         raise ValueError(f"batch_from_arrays: CM {unknown} not in the schema {list(schema.names)}")
+    missing_local = [c for c in local_state if c not in state]
+    if missing_local:
+        raise ValueError(
+            f"batch_from_arrays: local_state {missing_local} not among the state columns "
+            f"{list(state)}"
+        )
+    mask_arr = np.ones(shape, bool) if mask is None else np.asarray(mask, bool)
+    graph = neighbour_graph(x_m, y_m, azimuth_deg, site_id, k=k)
     state_cols: list[tuple[str, np.ndarray]] = []
     for name, v in state.items():
-        state_cols += _encode_state(name, np.asarray(v, np.float64))
+        v = np.asarray(v, np.float64)
+        if name in local_state:
+            # every cell counts (a cell serving no UE contributes its 0), masked or not
+            name, v = f"local_{name}", neighbourhood_mean(v, graph)
+        state_cols += _encode_state(name, v)
     n_s = shape[0]
     state_arr = (
         np.stack([v for _, v in state_cols], axis=-1) if state_cols else np.zeros((n_s, n_cells, 0))
@@ -191,14 +209,12 @@ def batch_from_arrays(
     target_names = tuple(targets)
     log_targets = tuple(is_log_target(t) for t in target_names)
     tgt = np.stack([np.asarray(targets[t], np.float64) for t in target_names], axis=-1)
-    mask_arr = np.ones(shape, bool) if mask is None else np.asarray(mask, bool)
     prior = np.zeros_like(tgt)
     for j, t in enumerate(target_names):
         if priors and t in priors:
             p = np.asarray(priors[t], np.float64)
             prior[..., j] = np.log(np.maximum(p, LOG_FLOOR)) if log_targets[j] else p
     m3 = mask_arr[..., None]
-    graph = neighbour_graph(x_m, y_m, azimuth_deg, site_id, k=k)
     return GraphBatch(
         state=jnp.asarray(np.where(m3, state_arr, 0.0), jnp.float32),
         cm_unit=jnp.asarray(np.where(m3, cm_unit, cm_ref), jnp.float32),
@@ -260,6 +276,7 @@ def build_batch(
         mask=mask,
         cell_id=cells.cell_id,
         k=k,
+        local_state=tuple(c for c in m.roles.local_state if c in m.state),
         schema=schema,
     )
 

@@ -106,3 +106,27 @@ def neighbour_graph(
         bearing_deg=jnp.asarray(np.where(mask, bearing[rows, index], 0.0), jnp.float32),
         co_site=jnp.asarray(mask & same[rows, index]),
     )
+
+
+def neighbourhood_mean(
+    values: np.ndarray, graph: NeighbourGraph, present: np.ndarray | None = None
+) -> np.ndarray:
+    """Mean of a per-cell quantity over each cell and its graph neighbours (host-side numpy).
+
+    Args:
+        values: ``[..., cells]`` per-cell values (e.g. active UEs per period).
+        graph: the neighbour graph.
+        present: optional ``[..., cells]`` mask of rows that exist; absent rows are left out of
+            the mean (a cell with no present row in its neighbourhood gets 0).
+
+    Returns:
+        ``[..., cells]``: ``sum_{j in {c} + N(c)} p_j v_j / sum_{j in {c} + N(c)} p_j``.
+    """
+    v = np.asarray(values, np.float64)
+    p = np.ones_like(v) if present is None else np.asarray(present, np.float64)
+    idx = np.asarray(graph.index)
+    w = np.asarray(graph.mask, np.float64)
+    pv = p * v
+    num = pv + np.einsum("...ck,ck->...c", pv[..., idx], w)
+    den = p + np.einsum("...ck,ck->...c", p[..., idx], w)
+    return np.where(den > 0, num / np.maximum(den, 1e-12), 0.0)

@@ -248,3 +248,34 @@ def test_build_batch_scatters_rows(tmp_path, cells_file):
     np.testing.assert_allclose(
         b.state[1, 0, :2], [np.sin(2 * np.pi / 24), np.cos(2 * np.pi / 24)], rtol=1e-5
     )
+
+
+def test_build_batch_local_state_is_the_neighbourhood_mean(tmp_path, cells_file):
+    """Default roles feed ``active_ues`` / ``offered_load_mbps`` as their mean over the cell and
+    its graph neighbours; ``local_state=()`` keeps the per-cell counters."""
+    from sim2real import ColumnRoles
+
+    cells = load_cells(cells_file)
+    m = load_measurements(_write_csv(tmp_path / "m.csv", _meas_rows(_cell_rows())), cells)
+    b = build_batch(m, k=2)
+    assert b.state_names == (
+        "hour_sin", "hour_cos", "log1p_local_active_ues", "log1p_local_offered_load_mbps"
+    )  # fmt: skip
+    # cell 10: co-site 11, 12 and the two nearest others (13, 14 at 500 m; stable order)
+    # offered load 40 + cell_id -> mean(50, 51, 52, 53, 54) = 52
+    np.testing.assert_allclose(b.state[1, 0, 3], np.log1p(52.0), rtol=1e-6)
+    per_cell = load_measurements(tmp_path / "m.csv", cells, roles=ColumnRoles(local_state=()))
+    b2 = build_batch(per_cell, k=2)
+    np.testing.assert_allclose(b2.state[1, 0, 3], np.log1p(50.0), rtol=1e-6)
+    assert b2.state_names[2] == "log1p_active_ues"
+
+
+def test_neighbourhood_mean_closed_form():
+    from sim2real.graph import neighbour_graph, neighbourhood_mean
+
+    # three single-cell sites on a line, k=1: 0 <-> 1, 1 -> 0 (tie broken by order), 2 -> 1
+    g = neighbour_graph(np.array([0.0, 100.0, 250.0]), np.zeros(3), np.zeros(3), np.arange(3), k=1)
+    v = np.array([[1.0, 3.0, 8.0]])
+    np.testing.assert_allclose(neighbourhood_mean(v, g), [[2.0, 2.0, 5.5]])
+    present = np.array([[True, False, True]])
+    np.testing.assert_allclose(neighbourhood_mean(v, g, present), [[1.0, 1.0, 8.0]])
