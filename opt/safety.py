@@ -105,6 +105,10 @@ class SafetyConfig(eqx.Module):
             reference objective's magnitude, in the search.
         z: no-change rule, number of std a cell's gain must exceed.
         min_gain: no-change rule, absolute gain a cell must exceed (objective units).
+        change_cost: price of moving the network, as a fraction of the current objective
+            ``|V_0^ref|`` per grid step of mean ``|ΔCM|`` (over cells and parameters): the search
+            maximises ``score − change_cost |V_0^ref| mean|Δk|``, so a change must buy at least
+            that much predicted gain (e.g. 0.01: 1 % of throughput per mean step). 0 = free.
     """
 
     trust_steps: Float[Array, ""] = eqx.field(converter=_f32, default=2)
@@ -114,6 +118,7 @@ class SafetyConfig(eqx.Module):
     penalty_weight: Float[Array, ""] = eqx.field(converter=_f32, default=10.0)
     z: Float[Array, ""] = eqx.field(converter=_f32, default=1.0)
     min_gain: Float[Array, ""] = eqx.field(converter=_f32, default=0.0)
+    change_cost: Float[Array, ""] = eqx.field(converter=_f32, default=0.0)
 
     def __check_init__(self):
         if isinstance(self.kappa, jax.core.Tracer):
@@ -121,7 +126,7 @@ class SafetyConfig(eqx.Module):
         ts = float(self.trust_steps)
         if not (ts >= 0 and ts == round(ts)):
             raise ValueError(f"SafetyConfig: trust_steps must be an integer >= 0, got {ts}")
-        for name in ("kappa", "z", "min_gain", "penalty_weight"):
+        for name in ("kappa", "z", "min_gain", "penalty_weight", "change_cost"):
             v = float(getattr(self, name))
             if not (np.isfinite(v) and v >= 0):
                 raise ValueError(f"SafetyConfig: {name} must be finite and >= 0, got {v}")

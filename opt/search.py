@@ -121,6 +121,8 @@ class _Problem(eqx.Module):
         s = safe_score(
             self.objective, self.safety, self.predictor(cm), cm, self.ref, constraints=constraints
         )
+        moved = jnp.mean(jnp.abs(x - self.box.x_cur) / self.box.step)
+        s = s - self.safety.change_cost * self.ref.scale * moved
         return jnp.where(jnp.isnan(s), -jnp.inf, s)
 
     def score_k(self, k) -> Float[Array, ""]:

@@ -193,3 +193,30 @@ def test_search_with_digital_twin_oracle():
     assert np.all(np.asarray(after["coverage"]) >= np.asarray(before["coverage"]) - 0.01 - 1e-6)
     edge_b = np.asarray(before["cell_edge_throughput_mbps"])
     assert np.all(np.asarray(after["cell_edge_throughput_mbps"]) >= 0.95 * edge_b - 1e-6)
+
+
+def test_change_cost_prices_every_move():
+    """Each kept change must pay for itself: objective gain >= change_cost |V0| mean|Δk|;
+    a prohibitive price keeps the current CM; a price never makes the search move more."""
+    target = jax.random.uniform(jax.random.key(3), (3, 3), minval=0.1, maxval=0.9)
+    pred = QuadraticPredictor(target)
+    current = SCHEMA.default(3)
+
+    def run(cost):
+        safety = SafetyConfig(guardrails=(), kappa=0.0, z=0.0, trust_steps=2, change_cost=cost)
+        rec = search(jax.random.key(0), pred, current, mean_throughput(), safety=safety, config=CFG)
+        _assert_valid(rec, current, 2)
+        moved = float(np.mean(np.abs(_x(rec.cm) - _x(current)) / STEP))
+        return rec, moved
+
+    free, moved_free = run(0.0)
+    assert moved_free > 0
+    for cost in (0.02, 0.1):
+        rec, moved = run(cost)
+        gain = float(rec.objective_after - rec.objective_before)
+        assert gain >= cost * abs(float(rec.objective_before)) * moved - 1e-5
+        assert moved <= moved_free + 1e-6
+    rec, moved = run(1e3)
+    assert moved == 0.0 and not bool(np.any(rec.changed))
+    with pytest.raises(ValueError, match="change_cost"):
+        SafetyConfig(change_cost=-1.0)
