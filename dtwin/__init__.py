@@ -63,6 +63,7 @@ from .network import (
 from .site_channel import SiteChannel, load_site_channels, save_site_channels
 from .sweep import SweepConfig, read_sweep, run_sweep, sample_snapshot
 from .throughput import cqi_from_sinr, pf_throughput_mbps, shannon_se, spectral_efficiency
+from .user_network import UserNetwork, network_from_cells, user_sweep_rows
 
 __all__ = [
     "AREA_TYPES",
@@ -106,6 +107,9 @@ __all__ = [
     "network",
     "network_for_area",
     "SiteChannel",
+    "UserNetwork",
+    "network_from_cells",
+    "user_sweep_rows",
     "load_site_channels",
     "save_site_channels",
     "o2i_loss_db",

@@ -152,12 +152,7 @@ def cmd_twin(args: argparse.Namespace) -> int:
     )
     areas = list(cfg["areas"])
     if args.cells is not None:
-        path = _require_file(args.cells, "cells file")
-        from sim2real.data import load_cells
-
-        cells = load_cells(path)
-        areas = list(dict.fromkeys(str(a) for a in cells.area_type))
-        print(f"area types of {args.cells}: {', '.join(areas)}")
+        return _twin_on_cells(args, cfg)
     from dtwin.areas import area_type
     from dtwin.sweep import SweepConfig, run_sweep
 
@@ -187,6 +182,62 @@ def cmd_twin(args: argparse.Namespace) -> int:
         f"twin sweep in {out}: {len(parts)}/{config.n_chunks} chunks complete "
         f"({time.perf_counter() - t0:.1f} s)"
     )
+    return 0
+
+
+def _twin_on_cells(args: argparse.Namespace, cfg: dict[str, Any]) -> int:
+    """``s2r twin --cells``: twin data on the file's own sites, boresights and heights
+    (`dtwin.user_network`), one Parquet file per area type it contains."""
+    path = _require_file(args.cells, "cells file")
+    import numpy as np
+
+    from dtwin.areas import area_type
+    from dtwin.sweep import _write_parquet_atomic
+    from dtwin.user_network import cells_by_area, network_from_cells, user_sweep_rows
+    from sim2real.data import load_cells
+
+    cells = load_cells(path)
+    out = Path(cfg["out"])
+    if any(out.glob("part-*.parquet")) and not args.resume:
+        raise CLIError(f"{out} already holds twin data; pass --resume or choose another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    topo = ("cell_id", "site_id", "x_m", "y_m", "azimuth_deg", "height_m", "area_type")
+    cols = {k: np.asarray(getattr(cells, k)) for k in topo}
+    t0 = time.perf_counter()
+    for area, idx in cells_by_area(cols).items():
+        target = out / f"part-cells-{area}.parquet"
+        if target.exists():
+            print(f"{target} exists; skipped (resume)")
+            continue
+        carriers = np.unique(np.asarray(cells.carrier_hz)[idx])
+        bands = np.unique(np.asarray(cells.bandwidth_hz)[idx])
+        if len(carriers) != 1 or len(bands) != 1:
+            raise CLIError(
+                f"{path}: the {area} cells use several carriers/bandwidths {carriers.tolist()} / "
+                f"{bands.tolist()}; the twin models one carrier per area type"
+            )
+        try:
+            user = network_from_cells(
+                area_type(area),
+                **{k: cols[k][idx] for k in topo[:-1]},
+                carrier_hz=float(carriers[0]),
+                bandwidth_hz=float(bands[0]),
+            )
+        except ValueError as e:
+            raise CLIError(f"{path}: {e}") from None
+        rows = user_sweep_rows(
+            user,
+            _seed(args),
+            int(cfg["snapshots"]),
+            ues_per_cell=int(cfg["ues_per_cell"]),
+            cm_sampling=cfg["cm_sampling"],
+            local_max_steps=int(cfg["local_max_steps"]),
+            chunk_size=int(cfg["chunk_size"]),
+            progress=not args.quiet,
+        )
+        _write_parquet_atomic(rows, target)
+        print(f"{area}: {user.network.n_cells} cells x {cfg['snapshots']} snapshots -> {target}")
+    print(f"twin data on {args.cells}'s geometry in {out} ({time.perf_counter() - t0:.1f} s)")
     return 0
 
 
@@ -613,7 +664,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("twin", cmd_twin, "generate CM-response data with the Digital Twin (Parquet)")
     p.add_argument("--out", help="output directory ([twin] out)")
-    p.add_argument("--cells", help="cells.csv: sweep the area types it contains")
+    p.add_argument(
+        "--cells",
+        help="cells.csv: sweep the file's own sites, boresights and heights (one Parquet file per "
+        "area type it contains) instead of the hexagonal layouts",
+    )
     p.add_argument("--areas", help="comma-separated built-in area types, e.g. metro,urban")
     p.add_argument("--snapshots", type=int, help="number of network snapshots")
     p.add_argument("--sites", type=int, choices=(1, 7, 19), help="hexagonal sites")

@@ -222,3 +222,39 @@ def test_surrogate_predictor_matches_ensemble():
         np.testing.assert_allclose(pred.std[name], np.mean(std[..., i], 0), rtol=1e-4, atol=1e-6)
     g = jax.grad(lambda c: jnp.sum(predictor(c).mean["dl_throughput_mbps"]))(cm_j)
     assert all(bool(jnp.all(jnp.isfinite(v))) for v in g.values())
+
+
+@pytest.mark.slow
+def test_twin_on_the_cells_file_geometry(tmp_path, capsys):
+    """``s2r twin --cells``: rows carry the file's cell ids and site positions, for every
+    snapshot; the UEs of each cell are dropped around its own site (served RSRP finite)."""
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    rows = [  # two 2-sector urban sites 420 m apart, ids and azimuths of our own choosing
+        (71, 7, 100.0, -50.0, 28.0, 90.0),
+        (72, 7, 100.0, -50.0, 28.0, 270.0),
+        (81, 8, 520.0, -50.0, 22.0, 45.0),
+        (82, 8, 520.0, -50.0, 22.0, 225.0),
+    ]
+    lines = [CELLS_HEADER + ",tilt_deg,tx_power_dbm,cio_db"]
+    for c, s, x, y, h, az in rows:
+        lines.append(f"{c},{s},{x},{y},{h},{az},3.5e9,1e8,urban,6,46,0")
+    cells = tmp_path / "cells.csv"
+    cells.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "twin"
+    argv = ["twin", "--cells", str(cells), "--out", str(out), "--snapshots", "3", "--quiet"]
+    assert cli.main(argv + ["--chunk-size", "2"]) == 0
+    t = pq.read_table(out / "part-cells-urban.parquet").to_pydict()
+    assert len(t["cell_id"]) == 3 * 4
+    assert sorted(set(t["cell_id"])) == [71, 72, 81, 82]
+    for c, s, x, y, h, az in rows:
+        i = [k for k, v in enumerate(t["cell_id"]) if v == c]
+        assert len(i) == 3
+        np.testing.assert_allclose([t["x_m"][k] for k in i], x)
+        np.testing.assert_allclose([t["height_m"][k] for k in i], h)
+        np.testing.assert_allclose([t["azimuth_deg"][k] for k in i], az)
+        assert {t["site_id"][k] for k in i} == {s}
+    assert np.all(np.isfinite(t["mean_rsrp_dbm"]) | (np.asarray(t["active_ues"]) == 0))
+    assert cli.main(argv) == 2  # existing output needs --resume
+    assert "--resume" in capsys.readouterr().err
