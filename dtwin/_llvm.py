@@ -79,7 +79,6 @@ def import_sionna_rt():
     configure_llvm()
     try:
         import mitsuba as mi  # noqa: F401
-
         import sionna.rt as rt
     except ImportError as e:  # pragma: no cover - depends on the environment
         raise RuntimeError(

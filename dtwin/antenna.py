@@ -10,6 +10,8 @@ from __future__ import annotations
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float
 
+from . import _trig
+
 __all__ = ["element_gain_dbi", "array_gain_dbi", "rotate_downtilt_deg"]
 
 _HPBW_DEG = 65.0  # Table 7.3-1: θ_3dB = φ_3dB = 65°
@@ -29,7 +31,7 @@ def element_gain_dbi(zenith_deg: ArrayLike, azimuth_deg: ArrayLike) -> Float[Arr
     """
     zenith_deg = jnp.asarray(zenith_deg, jnp.float32)
     azimuth_deg = jnp.asarray(azimuth_deg, jnp.float32)
-    phi = 180.0 - jnp.mod(180.0 - azimuth_deg, 360.0)
+    phi = _trig.wrap_angle_deg(azimuth_deg)
     a_v = -jnp.minimum(12.0 * jnp.square((zenith_deg - 90.0) / _HPBW_DEG), _SLA_V_DB)
     a_h = -jnp.minimum(12.0 * jnp.square(phi / _HPBW_DEG), _A_MAX_DB)
     return -jnp.minimum(-(a_v + a_h), _A_MAX_DB) + _G_MAX_DBI
@@ -63,13 +65,17 @@ def _array_factor(cos_zenith: Array, tilt_deg: Array, n_elements: int, spacing_w
     """
     cos_tilt = jnp.cos(jnp.radians(90.0 + tilt_deg))
     psi = 2.0 * jnp.pi * spacing_wl * (cos_zenith - cos_tilt)
-    # Closed form of the geometric sum: |Σ_m e^{jmψ}|² = sin²(Mψ/2) / sin²(ψ/2) (two sines
-    # instead of 2M); at ψ → 0 (mod 2π) the limit is M², where the pattern is flat to O(ψ²).
-    s_half = jnp.sin(0.5 * psi)
-    near_peak = jnp.abs(s_half) < 1e-3
-    safe = jnp.where(near_peak, 1.0, s_half)
-    ratio = jnp.square(jnp.sin(0.5 * n_elements * psi) / safe)
-    return jnp.where(near_peak, float(n_elements * n_elements), ratio) / n_elements
+    # Closed form of the geometric sum: |Σ_m e^{jmψ}|² = sin²(Mψ/2) / sin²(ψ/2) = U_{M−1}(x)²
+    # with x = cos(ψ/2) and U the Chebyshev polynomial of the second kind (U_0 = 1, U_1 = 2x,
+    # U_{k+1} = 2x U_k − U_{k−1}): one cosine and M multiply-adds per direction, no division,
+    # M² at the peak, smooth everywhere.
+    x = _trig.cos(0.5 * psi)
+    u_prev, u = jnp.ones_like(x), 2.0 * x
+    if n_elements == 1:
+        u = u_prev
+    for _ in range(n_elements - 2):
+        u_prev, u = u, 2.0 * x * u - u_prev
+    return jnp.square(u) / n_elements
 
 
 def array_gain_dbi(
@@ -107,5 +113,5 @@ def array_gain_dbi(
     else:
         th_local, ph_local = rotate_downtilt_deg(zenith_deg, azimuth_deg, mech_tilt_deg)
     tilt_deg = jnp.asarray(tilt_deg, jnp.float32)
-    af = _array_factor(jnp.cos(jnp.radians(th_local)), tilt_deg, n_elements, spacing_wl)
+    af = _array_factor(_trig.cos(jnp.radians(th_local)), tilt_deg, n_elements, spacing_wl)
     return element_gain_dbi(th_local, ph_local) + 10.0 * jnp.log10(af + _ARRAY_FACTOR_FLOOR)

@@ -24,6 +24,8 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 
+from . import _trig
+
 __all__ = [
     "Topology",
     "UEs",
@@ -193,26 +195,44 @@ def hex_topology(
     )
 
 
+_NEWTON_STEPS = 4
+_MAX_EXCLUSION_RATIO = 0.9  # largest (r_min / h)² for which 4 Newton steps reach float32 accuracy
+
+
 def _sector_points(
-    u: Float[Array, "n candidates 3"],
+    u: Float[Array, "n 3"],
     site_xy_m: Float[Array, "n 2"],
     boresight_deg: Float[Array, " n"],
-    radius_m: Float[Array, ""],
+    inner_radius_m: Float[Array, ""],
+    min_distance_m: Float[Array, " n"],
     n_triangles: int,
-) -> Float[Array, "n candidates 2"]:
-    """Map U(0,1)³ draws to uniform points in each sector's part of its site hexagon: a fan of
-    ``n_triangles`` equal triangles from the site to consecutive hexagon corners (triangle picked
-    by ``u[..., 0]``, point by the barycentric coordinates ``u[..., 1:]``, reflected if > 1)."""
-    tri = jnp.minimum(jnp.floor(u[..., 0] * n_triangles), n_triangles - 1)
-    first_deg = boresight_deg[:, None] - 30.0 * n_triangles
-    a1 = jnp.radians(first_deg + 60.0 * tri)
-    a2 = a1 + jnp.radians(60.0)
-    v1 = radius_m * jnp.stack([jnp.cos(a1), jnp.sin(a1)], -1)
-    v2 = radius_m * jnp.stack([jnp.cos(a2), jnp.sin(a2)], -1)
-    uv = u[..., 1:]
-    flip = jnp.sum(uv, -1, keepdims=True) > 1.0
-    uv = jnp.where(flip, 1.0 - uv, uv)
-    return site_xy_m[:, None, :] + uv[..., :1] * v1 + uv[..., 1:] * v2
+) -> Float[Array, "n 2"]:
+    """Map U(0,1)³ draws to uniform points of a sector minus the disc of radius ``min_distance_m``.
+
+    The sector is a fan of ``n_triangles`` equilateral triangles with apex at the site and far
+    edge at the inner radius ``h = isd / 2``; all have the same area outside the disc, so
+    ``u[:, 0]`` picks one uniformly. Inside a triangle, in polar coordinates ``(r, ψ)`` around
+    the far edge's normal (``|ψ| ≤ π/6``), the region is ``r_min ≤ r ≤ h / cos ψ``: the
+    marginal density of ψ is proportional to ``h² / cos² ψ − r_min²``, with CDF
+    ``∝ h² tan ψ − r_min² ψ`` inverted at ``u[:, 1]`` by Newton's method (started from the
+    ``r_min = 0`` solution ``arctan``; exact to float32 rounding after 4 steps), and ``r²`` is
+    uniform on ``[r_min², h² / cos² ψ]`` (``u[:, 2]``). An exact direct sampler: one point per
+    three uniforms, no rejection. Requires ``r_min < h``; ``(r_min / h)²`` is clipped to 0.9.
+    """
+    tri = jnp.minimum(jnp.floor(u[:, 0] * n_triangles), n_triangles - 1)
+    normal_deg = boresight_deg - 30.0 * n_triangles + 60.0 * tri + 30.0
+    h2 = jnp.square(inner_radius_m)
+    a = jnp.minimum(jnp.square(min_distance_m) / h2, _MAX_EXCLUSION_RATIO)
+    half = math.pi / 6.0
+    c = (2.0 * u[:, 1] - 1.0) * (math.tan(half) - a * half)  # target of tan ψ − a ψ
+    psi = jnp.arctan(c + a * jnp.arctan(c))
+    for _ in range(_NEWTON_STEPS):
+        t = jnp.tan(psi)
+        psi = jnp.clip(psi - (t - a * psi - c) / (1.0 + t * t - a), -half, half)
+    t = jnp.tan(psi)
+    r = jnp.sqrt(h2 * (a + u[:, 2] * (1.0 + t * t - a)))
+    ang = jnp.radians(normal_deg) + psi
+    return site_xy_m + r[:, None] * jnp.stack([jnp.cos(ang), jnp.sin(ang)], -1)
 
 
 def drop_ues(
@@ -228,13 +248,12 @@ def drop_ues(
     max_d2d_in_m: float = 25.0,
     indoor_distance: Literal["38901", "36873"] = "38901",
     min_distance_on_outdoor: bool = False,
-    n_candidates: int = 16,
 ) -> UEs:
     """Drop ``ues_per_cell`` UEs uniformly in every cell's sector area (TR 38.901 Table 7.8-1).
 
     * Position: uniform over the cell's 120° wedge of its site's hexagon, at a 2D distance of at
-      least ``min_distance_2d_m`` from the site (rejection among ``n_candidates`` uniform
-      candidates; in the ~1e-20 event that all fail, the first is pushed out radially).
+      least ``min_distance_2d_m`` from the site (an exact direct sampler, no rejection: three
+      uniforms per UE, see :func:`_sector_points`).
     * Indoor with probability ``indoor_ratio``; indoor UEs use the high-loss O2I model with
       probability ``high_loss_ratio`` (Table 7.8-1: 50 % low / 50 % high loss).
     * Height: outdoor ``outdoor_height_m``; indoor ``3(n_fl − 1) + 1.5`` m with
@@ -251,7 +270,8 @@ def drop_ues(
         topology: the layout from :func:`hex_topology`.
         ues_per_cell: UEs per cell (static).
         min_distance_2d_m: minimum UE–site 2D distance (m); must be below the sector's inner
-            radius ``isd_m / 2``.
+            radius ``isd_m / 2`` (with ``min_distance_on_outdoor`` this holds for the sum with
+            d_2D-in; larger values are clipped to ``√0.9 · isd_m / 2 ≈ 0.95 isd_m / 2``).
 
     Returns:
         :class:`UEs` with ``topology.n_cells * ues_per_cell`` UEs, cell-major.
@@ -284,7 +304,6 @@ def drop_ues(
         max_d2d_in_m,
         indoor_distance,
         min_distance_on_outdoor,
-        n_candidates,
     )
 
 
@@ -301,14 +320,13 @@ def _drop_ues(
     max_d2d_in_m,
     indoor_distance,
     min_distance_on_outdoor,
-    n_candidates,
 ) -> UEs:
     n_cells = topology.n_cells
     n = n_cells * ues_per_cell
     n_triangles = 6 // topology.n_sectors
-    radius_m = topology.isd_m / math.sqrt(3.0)
-    # One uniform draw per UE for every random quantity (a single PRNG call keeps compile time low).
-    u = jax.random.uniform(key, (n, 6 + 3 * n_candidates))
+    # One uniform draw per UE for every random quantity (a single PRNG call keeps compile time
+    # low): indoor, high loss, two indoor distances, two floor draws, three for the position.
+    u = jax.random.uniform(key, (n, 9))
     indoor = u[:, 0] < indoor_ratio
     high_loss = (u[:, 1] < high_loss_ratio) & indoor
     d1 = u[:, 2] * max_d2d_in_m
@@ -327,19 +345,9 @@ def _drop_ues(
     home_cell = jnp.repeat(jnp.arange(n_cells), ues_per_cell)
     site_xy = topology.cell_xy_m[home_cell]
     boresight = topology.cell_azimuth_deg[home_cell]
-    u_pos = u[:, 6:].reshape(n, n_candidates, 3)
-    cand = _sector_points(u_pos, site_xy, boresight, radius_m, n_triangles)
-    rel = cand - site_xy[:, None, :]
-    dist = jnp.linalg.norm(rel, axis=-1)
     threshold = min_distance_2d_m + (d_in if min_distance_on_outdoor else 0.0)
-    threshold = jnp.broadcast_to(threshold, (n,))
-    ok = dist >= threshold[:, None]
-    first_ok = jnp.argmax(ok, axis=-1)
-    pick_rel = jnp.take_along_axis(rel, first_ok[:, None, None], axis=1)[:, 0]
-    pick_dist = jnp.take_along_axis(dist, first_ok[:, None], axis=1)[:, 0]
-    any_ok = jnp.any(ok, axis=-1)
-    scale = jnp.where(any_ok, 1.0, threshold / jnp.maximum(pick_dist, 1e-6))
-    xy = site_xy + pick_rel * scale[:, None]
+    threshold = jnp.broadcast_to(jnp.asarray(threshold, jnp.float32), (n,))
+    xy = _sector_points(u[:, 6:], site_xy, boresight, topology.isd_m / 2.0, threshold, n_triangles)
 
     return UEs(
         xy_m=xy.astype(jnp.float32),
@@ -350,23 +358,27 @@ def _drop_ues(
     )
 
 
-def _wrap_angle_deg(angle_deg: Array) -> Array:
-    """Map an angle to (-180, 180]."""
-    return 180.0 - jnp.mod(180.0 - angle_deg, 360.0)
+def _site_vectors_m(
+    topology: Topology, ues: UEs
+) -> tuple[Float[Array, "ues sites"], Float[Array, "ues sites"]]:
+    """x and y of the vector from each site to each UE, the shortest among the wrap-around images.
 
-
-def _site_vectors_m(topology: Topology, ues: UEs) -> Float[Array, "ues sites 2"]:
-    """Vector from each site to each UE, the shortest among the wrap-around images."""
-    rel = (
-        ues.xy_m[:, None, None, :]
-        - topology.site_xy_m[None, :, None, :]
-        - topology.wrap_offsets_m[None, None]
-    )
+    Ties go to the first image (the cluster itself). Unrolled over the (at most 7) images with
+    element-wise selects: no ``[ues, sites, images]`` array, no gather.
+    """
+    x = ues.xy_m[:, 0, None] - topology.site_xy_m[None, :, 0]
+    y = ues.xy_m[:, 1, None] - topology.site_xy_m[None, :, 1]
     if not topology.wrap:
-        return rel[:, :, 0]
-    d2 = jnp.sum(jnp.square(rel), axis=-1)  # [ues, sites, images]
-    best = jnp.argmin(d2, axis=-1)
-    return jnp.take_along_axis(rel, best[..., None, None], axis=2)[:, :, 0]
+        return x, y
+    off = topology.wrap_offsets_m
+    bx, by = x - off[0, 0], y - off[0, 1]
+    best = jnp.square(bx) + jnp.square(by)
+    for i in range(1, off.shape[0]):
+        cx, cy = x - off[i, 0], y - off[i, 1]
+        d2 = jnp.square(cx) + jnp.square(cy)
+        closer = d2 < best
+        bx, by, best = jnp.where(closer, cx, bx), jnp.where(closer, cy, by), jnp.minimum(d2, best)
+    return bx, by
 
 
 @eqx.filter_jit
@@ -374,13 +386,21 @@ def link_geometry(topology: Topology, ues: UEs) -> LinkGeometry:
     """Distances and angles of every UE→cell link (TR 38.901 clause 7.4, Figure 7.4.1-1).
 
     ``zenith_deg = 90° + atan2(h_BS − h_UT, d_2D)`` (global frame, 90° = horizon); azimuth is
-    measured counter-clockwise from the cell boresight and wrapped to (-180°, 180°].
+    measured counter-clockwise from the cell boresight and wrapped to (-180°, 180°]. The
+    horizontal vector (wrap-around, distance, azimuth) is computed once per UE–site pair and
+    shared by the site's sectors.
     """
-    vec = _site_vectors_m(topology, ues)[:, topology.cell_site]  # [ues, cells, 2]
-    d2d = jnp.sqrt(jnp.sum(jnp.square(vec), axis=-1))
+    vx, vy = _site_vectors_m(topology, ues)  # [ues, sites]
+    d2d_site = jnp.sqrt(jnp.square(vx) + jnp.square(vy))
+    az_site = _trig.atan2_deg(vy, vx)
+    d2d = d2d_site[:, topology.cell_site]
+    az_rel = _trig.wrap_angle_deg(
+        az_site[:, topology.cell_site] - topology.cell_azimuth_deg[None, :]
+    )
     dh = topology.bs_height_m[None, :] - ues.h_m[:, None]
     d3d = jnp.sqrt(jnp.square(d2d) + jnp.square(dh))
-    az = jnp.degrees(jnp.arctan2(vec[..., 1], vec[..., 0]))
-    az_rel = _wrap_angle_deg(az - topology.cell_azimuth_deg[None, :])
-    zen = 90.0 + jnp.degrees(jnp.arctan2(dh, d2d))
+    # atan2(dh, d2d) with d2d >= 0 is arctan(dh / d2d), ±90° at d2d = 0
+    has_d = d2d > 0.0
+    elev = jnp.degrees(_trig.arctan(dh / jnp.where(has_d, d2d, 1.0)))
+    zen = 90.0 + jnp.where(has_d, elev, 90.0 * jnp.sign(dh))
     return LinkGeometry(distance_2d_m=d2d, distance_3d_m=d3d, azimuth_deg=az_rel, zenith_deg=zen)

@@ -15,27 +15,54 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
+from ._cumsum import cumsum_last
 from .schema import TARGET_COLUMNS
 
 _EMPTY_MASS = 1e-6
 
 
 # --------------------------------------------------------------------------- quantiles
-def _hazen_quantile(x: Float[Array, " n"], q, w: Float[Array, " n"]) -> Float[Array, ""]:
-    order = jnp.argsort(x)
-    xs, ws = x[order], w[order]
-    total = jnp.sum(ws)
-    pos = (jnp.cumsum(ws) - 0.5 * ws) / total  # Hazen plotting positions, weighted
+def _interp_scalar(q, xp: Float[Array, "... n"], fp: Float[Array, "... n"]) -> Float[Array, "..."]:
+    """``jnp.interp(q, xp, fp)`` for a scalar ``q`` and non-decreasing ``xp``, batched over the
+    leading axes: the bracketing index is a count (``#{xp <= q}``, what ``searchsorted`` with
+    ``side="right"`` returns) instead of a binary search, and the same interpolation follows."""
+    n = xp.shape[-1]
+    i = jnp.clip(jnp.sum(xp <= q, axis=-1, keepdims=True), 1, n - 1)
+    x0 = jnp.take_along_axis(xp, i - 1, axis=-1)[..., 0]
+    x1 = jnp.take_along_axis(xp, i, axis=-1)[..., 0]
+    f0 = jnp.take_along_axis(fp, i - 1, axis=-1)[..., 0]
+    f1 = jnp.take_along_axis(fp, i, axis=-1)[..., 0]
+    dx = x1 - x0
+    dx0 = jnp.abs(dx) <= np.spacing(np.finfo(np.dtype(xp.dtype)).eps)  # as jnp.interp
+    f = jnp.where(dx0, f0, f0 + ((q - x0) / jnp.where(dx0, 1.0, dx)) * (f1 - f0))
+    f = jnp.where(q < xp[..., 0], fp[..., 0], f)
+    return jnp.where(q > xp[..., -1], fp[..., -1], f)
+
+
+def _hazen_sorted(xs: Float[Array, " n"], q, ws: Float[Array, "... n"]) -> Float[Array, "..."]:
+    """Weighted Hazen quantile of samples ``xs`` sorted ascending, for each weighting ``ws``."""
+    n = xs.shape[-1]
+    total = jnp.sum(ws, axis=-1, keepdims=True)
+    pos = (cumsum_last(ws) - 0.5 * ws) / total  # Hazen plotting positions, weighted
     # Zero-weight samples before the first / after the last weighted one must not act as
     # end points of the interpolation: give them the value of that first / last weighted one.
     m = ws > 0
-    first = xs[jnp.argmax(m)]
-    last = xs[xs.shape[0] - 1 - jnp.argmax(m[::-1])]
-    xs = jnp.where(~m & (jnp.cumsum(m) == 0), first, xs)
-    xs = jnp.where(~m & (jnp.cumsum(m[::-1])[::-1] == 0), last, xs)
-    return jnp.interp(q, pos, xs)
+    first_i = jnp.argmax(m, axis=-1)[..., None]
+    last_i = n - 1 - jnp.argmax(m[..., ::-1], axis=-1)[..., None]
+    xb = jnp.broadcast_to(xs, ws.shape)
+    first = jnp.take_along_axis(xb, first_i, axis=-1)
+    last = jnp.take_along_axis(xb, last_i, axis=-1)
+    iota = jnp.arange(n)
+    v = jnp.where(iota < first_i, first, jnp.where(iota > last_i, last, xb))
+    return _interp_scalar(q, pos, v)
+
+
+def _hazen_quantile(x: Float[Array, " n"], q, w: Float[Array, " n"]) -> Float[Array, ""]:
+    order = jnp.argsort(x)
+    return _hazen_sorted(x[order], q, w[order])
 
 
 def _hazen_quantile_shared(
@@ -44,22 +71,10 @@ def _hazen_quantile_shared(
     """`_hazen_quantile` of the same samples under several weightings, with one sort.
 
     Used for per-cell quantiles of UE values (each cell weighs the UEs by its serving mass):
-    one argsort of the UEs instead of one per cell.
+    one argsort of the UEs instead of one per cell, and one batched prefix sum.
     """
     order = jnp.argsort(x)
-    xs, ws = x[order], w[:, order]
-
-    def one(wrow):
-        total = jnp.sum(wrow)
-        pos = (jnp.cumsum(wrow) - 0.5 * wrow) / total
-        m = wrow > 0
-        first = xs[jnp.argmax(m)]
-        last = xs[xs.shape[0] - 1 - jnp.argmax(m[::-1])]
-        v = jnp.where(~m & (jnp.cumsum(m) == 0), first, xs)
-        v = jnp.where(~m & (jnp.cumsum(m[::-1])[::-1] == 0), last, v)
-        return jnp.interp(q, pos, v)
-
-    return jax.vmap(one)(ws)
+    return _hazen_sorted(x[order], q, w[:, order])
 
 
 def _kernel_quantile(

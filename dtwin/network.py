@@ -1,4 +1,4 @@
-"""The multi-cell network model: topology + UEs + CM + channel -> RSRP, association, SINR, throughput.
+"""Multi-cell network model: topology + UEs + CM + channel -> RSRP, association, SINR, throughput.
 
 Everything here is a pure, differentiable function of its inputs (CM, UE positions and demand, and
 the scenario's parameters), written for a single network snapshot; batch it with ``jax.vmap``.
@@ -17,9 +17,9 @@ Model (downlink, one carrier):
 * Load coupling: ``ρ = f(ρ)`` where ``f`` is the PRB utilisation the proportional-fair scheduler
   needs to serve the demand at the SINRs that ``ρ`` implies (Siomina & Yuan's load-coupling
   model). It is solved as a fixed point with :func:`optimistix.fixed_point` and differentiated
-  **implicitly** (``optimistix.ImplicitAdjoint``): the gradient is exact at the fixed point and costs
-  one linear solve, not a backward pass through the iterations. At full buffer ``ρ = 1`` for every
-  cell that serves a UE, and no iteration is needed.
+  **implicitly** (``optimistix.ImplicitAdjoint``): the gradient is exact at the fixed point and
+  costs one linear solve, not a backward pass through the iterations. At full buffer ``ρ = 1``
+  for every cell that serves a UE, and no iteration is needed.
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ from .geometry import Topology, UEs, link_geometry
 
 _SUBCARRIER_SPACING_HZ = 30e3
 _REPORTING_PERIOD_S = 900.0  # PM reporting period (15 min), as dtwin.kpi
+_HIGHEST = jax.lax.Precision.HIGHEST  # no bf16/TF32 rounding of f32 products on accelerators
 
 
 class Network(eqx.Module):
@@ -82,7 +83,7 @@ class Network(eqx.Module):
 
     @property
     def n_prb(self) -> int:
-        """Number of PRBs at 30 kHz SCS with ~90 % spectral occupancy (TS 38.101-1 Table 5.3.2-1)."""
+        """PRBs at 30 kHz SCS with ~90 % spectral occupancy (TS 38.101-1 Table 5.3.2-1)."""
         return max(1, int(math.floor(0.9 * self.bandwidth_hz / (12 * _SUBCARRIER_SPACING_HZ))))
 
     @property
@@ -239,6 +240,28 @@ def _se(network: Network, sinr_db, hard: bool = False):
     return network.efficiency * se
 
 
+def _db_to_linear(x_db):
+    """``10^(x/10)`` as ``exp(x ln10 / 10)`` (XLA CPU: ``pow`` runs per element, ``exp`` SIMD)."""
+    return jnp.exp(x_db * (math.log(10.0) / 10.0))
+
+
+def _hard_link_terms(
+    rx_mw: Float[Array, "ues cells"], serving_prob: Float[Array, "ues cells"]
+) -> tuple[Float[Array, " ues"], Float[Array, "ues cells"]]:
+    """Serving power ``s_u = Σ_c p_uc rx_uc`` and the interferer matrix ``rx_uc (1 − p_uc)``.
+
+    The interference at loads ``ρ`` is then one matrix-vector product, ``(rx (1 − p)) @ ρ``
+    (equal to ``rx @ ρ − Σ_c p_uc rx_uc ρ_c`` without its cancellation), so the load iteration
+    reuses both terms.
+    """
+    return jnp.sum(serving_prob * rx_mw, axis=-1), rx_mw * (1.0 - serving_prob)
+
+
+def _sinr_hard_db(signal_mw, interferer_mw, load, noise_mw) -> Float[Array, " ues"]:
+    interference = jnp.matmul(interferer_mw, load, precision=_HIGHEST)
+    return 10.0 * jnp.log10(signal_mw / (interference + noise_mw))
+
+
 def _sinr_db(
     rx_mw: Float[Array, "ues cells"],
     load: Float[Array, " cells"],
@@ -251,17 +274,18 @@ def _sinr_db(
     Soft mode: toward every candidate serving cell, ``[ues, cells]``. Hard mode: toward the serving
     cell only, ``[ues]`` (a matrix-vector product instead of a matrix: the sweep's fast path).
     """
-    total = rx_mw @ load  # [ues]
     if hard:
-        s = jnp.sum(serving_prob * rx_mw, axis=-1)
-        own = jnp.sum(serving_prob * rx_mw * load[None, :], axis=-1)
-        return 10.0 * jnp.log10(s / (total - own + noise_mw))
+        return _sinr_hard_db(*_hard_link_terms(rx_mw, serving_prob), load, noise_mw)
+    total = rx_mw @ load  # [ues]
     interference = total[:, None] - rx_mw * load[None, :]
     return 10.0 * jnp.log10(rx_mw / (interference + noise_mw))
 
 
 def _time_share_needed(network: Network, population: UEPopulation, se_bps_hz):
-    """Time share ``min(d / R, 1)`` each UE needs at peak rate ``R = B (1 - oh) SE`` (1 = full buffer)."""
+    """Time share ``min(d / R, 1)`` each UE needs at peak rate ``R = B (1 - oh) SE``.
+
+    (1 = full buffer.)
+    """
     rate_mbps = network.bandwidth_hz * (1.0 - network.overhead) * se_bps_hz / 1e6
     d = population.demand_mbps
     finite = jnp.isfinite(d)
@@ -286,12 +310,24 @@ def load_map(
     This equals the PRB utilisation of the proportional-fair water-filling scheduler
     (:func:`dtwin.throughput.pf_throughput_mbps`): served UEs' shares sum to ``min(1, Σ t)``.
     """
+    mass = serving_prob * population.weight[:, None]
+    if hard:
+        return _load_map_hard(
+            network, population, mass, *_hard_link_terms(rx_mw, serving_prob), load
+        )
     noise_mw = 10.0 ** (network.noise_dbm / 10.0)
     sinr = _sinr_db(rx_mw, load, noise_mw, serving_prob, hard)
     t = _time_share_needed(network, population, _se(network, sinr, hard))
-    mass = serving_prob * population.weight[:, None]
-    need = jnp.sum(mass * (t[:, None] if t.ndim == 1 else t), axis=0)
-    return jnp.minimum(need, 1.0)
+    return jnp.minimum(jnp.sum(mass * t, axis=0), 1.0)
+
+
+def _load_map_hard(network, population, mass, signal_mw, interferer_mw, load):
+    """:func:`load_map` with hard association, from :func:`_hard_link_terms` (precomputed once
+    per solve): two matrix-vector products per application."""
+    noise_mw = 10.0 ** (network.noise_dbm / 10.0)
+    sinr = _sinr_hard_db(signal_mw, interferer_mw, load, noise_mw)
+    t = _time_share_needed(network, population, _se(network, sinr, True))
+    return jnp.minimum(jnp.matmul(t, mass, precision=_HIGHEST), 1.0)
 
 
 def solve_load(
@@ -311,9 +347,16 @@ def solve_load(
         The PRB utilisation per cell and whether the iteration converged within
         ``network.max_load_iterations`` (to ``rtol = atol = 1e-4``).
     """
+    if hard:  # the load-independent terms are computed once, not at every iteration
+        mass = serving_prob * population.weight[:, None]
+        signal_mw, interferer_mw = _hard_link_terms(rx_mw, serving_prob)
 
-    def f(load, _):
-        return load_map(network, population, serving_prob, rx_mw, load, hard)
+        def f(load, _):
+            return _load_map_hard(network, population, mass, signal_mw, interferer_mw, load)
+    else:
+
+        def f(load, _):
+            return load_map(network, population, serving_prob, rx_mw, load, hard)
 
     y0 = jnp.ones(rx_mw.shape[-1], rx_mw.dtype)
     sol = optx.fixed_point(
@@ -355,29 +398,75 @@ def simulate(
     Returns:
         A :class:`NetworkResult`.
     """
+    _check_cm("simulate", cm)
+    g_db = coupling_gain_db(network, population, channel, _float(cm["tilt_deg"]))
+    return simulate_from_gain(
+        network, population, g_db, cm, hard=hard, temperature_db=temperature_db
+    )
+
+
+def _check_cm(name: str, cm) -> None:
     missing = [k for k in ("tilt_deg", "tx_power_dbm") if k not in cm]
     if missing:
-        raise ValueError(f"simulate: CM is missing {missing}; it has {sorted(cm)}")
-    tilt = _float(cm["tilt_deg"])
-    power = _float(cm["tx_power_dbm"])
-    cio = _float(cm.get("cio_db", jnp.zeros_like(tilt)))
+        raise ValueError(f"{name}: CM is missing {missing}; it has {sorted(cm)}")
 
-    g_db = coupling_gain_db(network, population, channel, tilt)
+
+def simulate_from_gain(
+    network: Network,
+    population: UEPopulation,
+    gain_db: Float[Array, "ues cells"],
+    cm: dict[str, Float[Array, " cells"]],
+    *,
+    hard: bool = False,
+    temperature_db: float = 1.0,
+) -> NetworkResult:
+    """:func:`simulate` from a precomputed coupling gain (dB, at the CM's tilts).
+
+    Association, load coupling, throughput and SINR depend on the links only through the
+    coupling gain. Computing it in a separate compiled function and passing it in materialises
+    it once: XLA's CPU backend otherwise fuses the whole per-link chain (geometry, antenna,
+    pathloss) into every reduction that reads it (association argmax, KPI means), where it is
+    recomputed per consumer without vectorisation (:func:`dtwin.sweep.make_batch_fn`).
+
+    Args:
+        gain_db: :func:`coupling_gain_db` of the snapshot at ``cm["tilt_deg"]`` (dB).
+        others: as :func:`simulate`.
+    """
+    _check_cm("simulate_from_gain", cm)
+    g_db = gain_db
+    power = _float(cm["tx_power_dbm"])
+    cio = _float(cm.get("cio_db", jnp.zeros_like(power)))
+
     rsrp = rsrp_dbm(network, g_db, power)
-    p_serv = associate(rsrp, cio, hard=hard, temperature_db=temperature_db)
-    rx_mw = 10.0 ** ((power[None, :] + g_db) / 10.0)
+    if hard:  # associate(..., hard=True), keeping the serving-cell index
+        serving = jnp.argmax(rsrp + cio[None, :], axis=-1)
+        p_serv = jax.nn.one_hot(serving, rsrp.shape[-1], dtype=rsrp.dtype)
+    else:
+        p_serv = associate(rsrp, cio, hard=False, temperature_db=temperature_db)
+    rx_mw = _db_to_linear(power[None, :] + g_db)
 
     load, converged = solve_load(network, population, p_serv, rx_mw, hard)
     noise_mw = 10.0 ** (network.noise_dbm / 10.0)
     sinr_c = _sinr_db(rx_mw, load, noise_mw, p_serv, hard)  # [ues, cells] soft, [ues] hard
     se_c = _se(network, sinr_c, hard)
-    tp, util = _tp.pf_throughput_mbps(
-        se_c,
-        p_serv * population.weight[:, None],
-        population.demand_mbps,
-        network.bandwidth_hz,
-        network.overhead,
-    )
+    if hard:  # same shares as pf_throughput_mbps on one-hot masses, by sorting per cell
+        tp, util = _tp.pf_throughput_hard_mbps(
+            se_c,
+            serving,
+            population.weight,
+            rsrp.shape[-1],
+            population.demand_mbps,
+            network.bandwidth_hz,
+            network.overhead,
+        )
+    else:
+        tp, util = _tp.pf_throughput_mbps(
+            se_c,
+            p_serv * population.weight[:, None],
+            population.demand_mbps,
+            network.bandwidth_hz,
+            network.overhead,
+        )
     sinr_u = sinr_c if hard else jnp.sum(p_serv * sinr_c, axis=-1)
     se_u = se_c if hard else jnp.sum(p_serv * se_c, axis=-1)
     peak = network.bandwidth_hz * (1.0 - network.overhead) * se_c / 1e6

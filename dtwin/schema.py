@@ -20,7 +20,10 @@ ID_COLUMNS: dict[str, tuple[str, str]] = {
 GEOMETRY_COLUMNS: dict[str, tuple[str, str]] = {
     "x_m": ("m", "site position east"),
     "y_m": ("m", "site position north"),
-    "azimuth_deg": ("degrees", "sector boresight, counter-clockwise from the x (east) axis, as in TR 38.901"),
+    "azimuth_deg": (
+        "degrees",
+        "sector boresight, counter-clockwise from the x (east) axis, as in TR 38.901",
+    ),
     "height_m": ("m", "antenna height above ground"),
     "isd_m": ("m", "inter-site distance of the scenario"),
 }

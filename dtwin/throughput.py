@@ -38,6 +38,8 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float, Int
 
+from ._cumsum import cumsum_last
+
 SETable = Literal["cqi64", "cqi256", "shannon"]
 
 # --------------------------------------------------------------------------- CQI tables
@@ -303,8 +305,8 @@ def pdsch_overhead(
 # --------------------------------------------------------------------------- PF scheduler
 def _water_level_sorted(ts: Float[Array, " ues"], ps: Float[Array, " ues"]) -> Float[Array, ""]:
     """`_water_level` on time shares already sorted ascending (``ps`` in the same order)."""
-    cum_pt = jnp.cumsum(ps * ts)
-    tail_p = jnp.sum(ps) - jnp.cumsum(ps)
+    cum_pt, cum_p = cumsum_last(jnp.stack([ps * ts, ps]))
+    tail_p = jnp.sum(ps) - cum_p
     g = cum_pt + ts * tail_p
     k = jnp.sum(g <= 1.0)  # number of satisfied UEs (G is non-decreasing)
     cum_pt0 = jnp.concatenate([jnp.zeros(1, ts.dtype), cum_pt])
@@ -401,6 +403,82 @@ def pf_throughput_mbps(
     return throughput, prb_util
 
 
+def _segment_cumsum(x: Float[Array, "... n"], start: Array) -> Float[Array, "... n"]:
+    """Inclusive prefix sums of ``x`` along its last axis that restart where ``start`` is True."""
+
+    def op(a, b):
+        fa, va = a
+        fb, vb = b
+        return fa | fb, jnp.where(fb, vb, va + vb)
+
+    return jax.lax.associative_scan(op, (jnp.broadcast_to(start, x.shape), x), axis=-1)[1]
+
+
+def pf_throughput_hard_mbps(
+    se_bps_hz: Float[Array, " ues"],
+    serving_cell: Int[Array, " ues"],
+    weight: Float[Array, " ues"],
+    n_cells: int,
+    demand_mbps: Float[Array, " ues"] | None = None,
+    bandwidth_hz: float = 20e6,
+    overhead: float = DL_OVERHEAD_FR1,
+) -> tuple[Float[Array, " ues"], Float[Array, " cells"]]:
+    """`pf_throughput_mbps` for hard association, ``serving_prob = one_hot(serving_cell) * weight``.
+
+    The same steady-state proportional-fair shares, in ``O(ues log ues)`` instead of
+    ``O(ues × cells)``: the UEs are sorted once by (serving cell, time share) and every cell's
+    water level comes from prefix sums within its segment of that order (the sweep's fast path).
+
+    Args:
+        se_bps_hz: spectral efficiency of each UE on its serving link (bit/s/Hz).
+        serving_cell: index of each UE's serving cell, in ``[0, n_cells)``.
+        weight: UE presence in [0, 1] (its mass in the serving cell).
+        n_cells: number of cells (static).
+        demand_mbps, bandwidth_hz, overhead: as `pf_throughput_mbps` (scalar bandwidth).
+
+    Returns:
+        ``(throughput_mbps [ues], prb_utilization [cells])``.
+    """
+    se = jnp.asarray(se_bps_hz, jnp.float32)
+    cell = jnp.asarray(serving_cell, jnp.int32)
+    w = jnp.asarray(weight, jnp.float32)
+    n_ues = se.shape[0]
+    if se.shape != (n_ues,) or cell.shape != (n_ues,) or w.shape != (n_ues,):
+        raise ValueError(
+            "pf_throughput_hard_mbps: se_bps_hz, serving_cell and weight must all be [ues], got "
+            f"{se.shape}, {cell.shape}, {w.shape}"
+        )
+    peak_mbps = bandwidth_hz * se * (1.0 - overhead) / 1e6
+    n_c = jax.ops.segment_sum(w, cell, n_cells)  # served mass per cell
+    if demand_mbps is None:
+        share = (1.0 / jnp.maximum(n_c, 1.0))[cell]
+    else:
+        d = jnp.asarray(demand_mbps, jnp.float32)
+        finite = jnp.isfinite(d)
+        d_safe = jnp.where(finite, d, 0.0)
+        pk_safe = jnp.maximum(peak_mbps, 1e-3)
+        need = jnp.where(peak_mbps > 1e-3, d_safe / pk_safe, jnp.where(d_safe > 0, 1.0, 0.0))
+        t = jnp.where(finite, jnp.minimum(need, 1.0), 1.0)
+        # water level per cell (`_water_level_sorted` on each cell's segment)
+        cs, ts, order = jax.lax.sort((cell, t, jnp.arange(n_ues)), num_keys=2)
+        ws = w[order]
+        first = jnp.concatenate([jnp.ones(1, bool), cs[1:] != cs[:-1]])
+        cum_pt, cum_p = _segment_cumsum(jnp.stack([ws * ts, ws]), first)
+        tail_p = n_c[cs] - cum_p
+        satisfied = (cum_pt + ts * tail_p <= 1.0).astype(jnp.int32)
+        k = jax.ops.segment_sum(satisfied, cs, n_cells)  # satisfied UEs per cell
+        count = jax.ops.segment_sum(jnp.ones_like(cs), cs, n_cells)
+        last_ok = jnp.clip(jnp.cumsum(count) - count + k - 1, 0, n_ues - 1)
+        num = jnp.where(k > 0, cum_pt[last_ok], 0.0)
+        den = jnp.where(k > 0, tail_p[last_ok], n_c)
+        ok = den > 1e-12
+        lam = jnp.clip(jnp.where(ok, (1.0 - num) / jnp.where(ok, den, 1.0), 1.0), 0.0, 1.0)
+        share = jnp.minimum(t, lam[cell])
+    used = w * share
+    prb_util = jnp.clip(jax.ops.segment_sum(used, cell, n_cells), 0.0, 1.0)
+    return used * peak_mbps, prb_util
+
+
 __all__ = [
     "CQI_SINR_THRESHOLD_DB",
     "CQI_TABLES",
@@ -415,6 +493,7 @@ __all__ = [
     "cqi_se_smooth",
     "cqi_table",
     "pdsch_overhead",
+    "pf_throughput_hard_mbps",
     "pf_throughput_mbps",
     "shannon_se",
     "shannon_se_smooth",

@@ -248,7 +248,7 @@ def test_twin_on_the_cells_file_geometry(tmp_path, capsys):
     t = pq.read_table(out / "part-cells-urban.parquet").to_pydict()
     assert len(t["cell_id"]) == 3 * 4
     assert sorted(set(t["cell_id"])) == [71, 72, 81, 82]
-    for c, s, x, y, h, az in rows:
+    for c, s, x, _y, h, az in rows:
         i = [k for k, v in enumerate(t["cell_id"]) if v == c]
         assert len(i) == 3
         np.testing.assert_allclose([t["x_m"][k] for k in i], x)

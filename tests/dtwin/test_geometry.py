@@ -106,6 +106,68 @@ def test_drop_is_uniform_over_sector_area():
     assert abs(frac - p) < 4 * math.sqrt(p * (1 - p) / r.size)
 
 
+@pytest.mark.parametrize("n_sectors,min_d", [(3, 35.0), (3, 120.0), (1, 120.0)])
+def test_drop_with_min_distance_matches_closed_form(n_sectors, min_d):
+    """Exact sector-minus-disc distribution: radial CDF, angle to the hexagon-edge normal, and
+    the two-sample KS distance to a rejection-sampled reference."""
+    isd = 500.0
+    h, radius = isd / 2, isd / math.sqrt(3)
+    topo = hex_topology(1, isd, 25.0, n_sectors=n_sectors, wrap=False)
+    upc = 30000 // n_sectors
+    ues = drop_ues(jax.random.PRNGKey(11), topo, upc, min_d)
+    rel = np.asarray(ues.xy_m, np.float64)
+    r = np.linalg.norm(rel, axis=-1)
+    assert r.min() >= min_d - 1e-3
+    n = r.size
+    # P(r <= rho) for min_d <= rho <= h: (rho² - min_d²) / (rhombus/hexagon area - disc) per wedge
+    wedge = 2 * math.pi / n_sectors
+    area = (6 // n_sectors) * (math.sqrt(3) / 4 * radius**2) - wedge / 2 * min_d**2
+    for rho in (min_d + 10.0, 0.5 * (min_d + h), h):
+        p = wedge / 2 * (rho**2 - min_d**2) / area
+        assert abs(np.mean(r <= rho) - p) < 4.5 * math.sqrt(p * (1 - p) / n), rho
+    # angle ψ to the nearest hexagon-edge normal (edge normals at 0°, 60°, ...):
+    # P(|ψ| <= s) = (h² tan s - min_d² s) / (h² tan 30° - min_d² π/6)
+    az = np.degrees(np.arctan2(rel[:, 1], rel[:, 0]))
+    psi = np.radians((az + 30.0) % 60.0 - 30.0)
+    for s_deg in (10.0, 20.0):
+        s = math.radians(s_deg)
+        p = (h**2 * math.tan(s) - min_d**2 * s) / (
+            h**2 * math.tan(math.pi / 6) - min_d**2 * math.pi / 6
+        )
+        assert abs(np.mean(np.abs(psi) <= s) - p) < 4.5 * math.sqrt(p * (1 - p) / n), s_deg
+    # KS against rejection sampling in the same wedges
+    rng = np.random.default_rng(0)
+    box = rng.uniform(-radius, radius, (8 * n, 2))
+    ok = (np.linalg.norm(box, axis=-1) >= min_d) & (
+        np.max(
+            np.abs(
+                box
+                @ np.array(
+                    [
+                        [math.cos(math.radians(a)), math.sin(math.radians(a))]
+                        for a in range(0, 360, 60)
+                    ]
+                ).T
+            ),
+            axis=-1,
+        )
+        <= h
+    )
+    if n_sectors == 3:  # the first sector's wedge: azimuth in [-30°, 90°]
+        ang = np.degrees(np.arctan2(box[:, 1], box[:, 0]))
+        ok &= (ang >= -30.0) & (ang <= 90.0)
+        r = r[:upc]
+    ref = np.linalg.norm(box[ok], axis=-1)
+    grid = np.linspace(min_d, radius, 200)
+    ks = np.max(
+        np.abs(
+            np.searchsorted(np.sort(r), grid) / r.size
+            - np.searchsorted(np.sort(ref), grid) / ref.size
+        )
+    )
+    assert ks < 1.63 * math.sqrt(1 / r.size + 1 / ref.size)  # 1 % level
+
+
 def test_indoor_ratio_heights_and_indoor_distance():
     topo = hex_topology(19, 500.0, 25.0)
     ues = drop_ues(jax.random.PRNGKey(2), topo, 20, 35.0, indoor_ratio=0.8, high_loss_ratio=0.5)

@@ -192,6 +192,39 @@ def test_pf_soft_association_and_cells():
         tp.pf_throughput_mbps(jnp.ones(3), p, jnp.ones(2))
 
 
+@pytest.mark.parametrize("demand", ["full", "light", "heavy"])
+def test_pf_hard_equals_dense_one_hot(demand):
+    """The sorted per-cell fast path equals pf_throughput_mbps on one-hot masses (weights 0, 1
+    and fractional; some zero SE, infinite demands, empty cells), under jit + vmap."""
+    rng = np.random.default_rng({"full": 0, "light": 1, "heavy": 2}[demand])
+    b, n, c = 6, 60, 9
+    se = rng.uniform(0, 7, (b, n)) * (rng.uniform(size=(b, n)) > 0.1)
+    cell = rng.integers(0, c - 1, (b, n))  # the last cell serves no UE
+    w = rng.choice([0.0, 1.0, 0.4], (b, n))
+    dem = None
+    if demand != "full":
+        dem = rng.uniform(0, 30 if demand == "light" else 300, (b, n))
+        dem = jnp.asarray(np.where(rng.uniform(size=(b, n)) < 0.2, np.inf, dem), jnp.float32)
+    se, cell, w = jnp.asarray(se, jnp.float32), jnp.asarray(cell), jnp.asarray(w, jnp.float32)
+    p = jax.nn.one_hot(cell, c) * w[..., None]
+
+    def dense(se, p, d):
+        return tp.pf_throughput_mbps(se, p, d, 20e6, 0.14)
+
+    def hard(se, cell, w, d):
+        return tp.pf_throughput_hard_mbps(se, cell, w, c, d, 20e6, 0.14)
+
+    thr, util = jax.jit(jax.vmap(dense, in_axes=(0, 0, None if dem is None else 0)))(se, p, dem)
+    thr_h, util_h = jax.jit(jax.vmap(hard, in_axes=(0, 0, 0, None if dem is None else 0)))(
+        se, cell, w, dem
+    )
+    chex.assert_shape(thr_h, (b, n))
+    chex.assert_shape(util_h, (b, c))
+    np.testing.assert_allclose(thr_h, thr, rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(util_h, util, atol=1e-6)
+    np.testing.assert_allclose(util_h[:, -1], 0.0)
+
+
 def test_pf_jit_vmap_grad():
     key = jax.random.key(0)
     k1, k2, k3 = jax.random.split(key, 3)

@@ -153,7 +153,9 @@ def test_energy_search_matches_brute_force_constrained_optimum(floor):
         cur,
         obj,
         safety=safety,
-        config=SearchConfig(n_starts=4, n_steps=200, learning_rate=0.05, n_outer=5),
+        config=SearchConfig(
+            n_starts=4, n_steps=200, learning_rate=0.05, n_outer=5, refine_sweeps=8
+        ),
     )
     p = np.asarray(rec.cm["tx_power_dbm"])
     expected = _brute_force_energy(floor, 62.0 - 17.0)
