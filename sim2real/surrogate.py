@@ -175,9 +175,7 @@ class ResponsePart(eqx.Module):
         h = self.embed(state, static)
         ref = jnp.broadcast_to(cm_ref_unit, cm_unit.shape)
         both = jnp.stack([cm_unit, ref])
-        raw = jax.vmap(lambda x: self._raw(h, x, neighbours, edge_features, neighbour_mask))(
-            both
-        )
+        raw = jax.vmap(lambda x: self._raw(h, x, neighbours, edge_features, neighbour_mask))(both)
         return jnp.exp(self.log_gain) * (raw[0] - raw[1])
 
 
