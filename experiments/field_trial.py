@@ -16,8 +16,10 @@ suburban: UMa with few UEs; `dtwin.areas`):
    ``sim2real`` and the ``commercial_only`` and ``twin_only`` baselines (`train_all`, one shared
    twin pre-training);
 3. a CM recommendation from the current (default) CM with the default safety settings of `opt`
-   (2-step trust region, uncertainty penalty κ = 1, guardrails on coverage and cell-edge
-   throughput, no-change rule):
+   (2-step trust region, uncertainty penalty κ = 1, no-change rule) and guardrails on the area
+   means of coverage and cell-edge throughput (`opt.AREA_GUARDRAILS`, the criterion below;
+   ``--guardrails cell`` applies them to every cell, which in a jointly optimised area blocks
+   almost every change):
 
    * ``sim2real``: gradient search (`opt.search`) through the Sim2Real surrogate (the method);
    * ``random_search``, ``coordinate_descent``, ``cma_es``: derivative-free baselines through the
@@ -316,7 +318,10 @@ def run_area(area: str, args: argparse.Namespace, log=print) -> dict[str, Any]:
     truth_seed = seed + 10_000  # fresh snapshots: no training data used this seed
     oracle = _field_oracle(field, args.oracle_snapshots, args.truth_snapshots, truth_seed)
     current = DEFAULT_CM_SCHEMA.default(field.n_cells)  # the CM in force in the commercial data
-    safety = opt.SafetyConfig()  # defaults: trust region, κ, guardrails, no-change rule
+    # Defaults (trust region, κ, no-change rule) with the guardrails on area means, the criterion
+    # this trial judges an area by; per-cell violations are still counted below.
+    guardrails = opt.AREA_GUARDRAILS if args.guardrails == "area" else opt.DEFAULT_GUARDRAILS
+    safety = opt.SafetyConfig(guardrails=guardrails, change_cost=args.change_cost)
     search_cfg = opt.SearchConfig(
         n_starts=args.starts, n_steps=args.steps, refine_sweeps=args.refine_sweeps
     )
@@ -540,6 +545,18 @@ def _parser() -> argparse.ArgumentParser:
     size.add_argument("--full", action="store_true", help="reference-study data sizes")
     ap.add_argument("--out", type=Path, default=Path("results"), help="results directory")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--guardrails",
+        choices=("area", "cell"),
+        default="area",
+        help="guardrails on area means (opt.AREA_GUARDRAILS, default) or on every cell",
+    )
+    ap.add_argument(
+        "--change-cost",
+        type=float,
+        default=0.0,
+        help="opt.SafetyConfig.change_cost: objective fraction a mean step of CM change costs",
+    )
     ap.add_argument(
         "--site-channel",
         default=None,

@@ -24,6 +24,7 @@ from .objectives import (
 from .policy import CMPolicy, policy_cm, policy_recommend, train_policy
 from .predictor import EnsemblePredictor, ensemble_predictor, predict_candidates
 from .safety import (
+    AREA_GUARDRAILS,
     DEFAULT_GUARDRAILS,
     REASON_NAMES,
     GridBox,
@@ -56,6 +57,7 @@ __all__ = [
     "AbstractObjective",
     "CMAState",
     "CMPolicy",
+    "AREA_GUARDRAILS",
     "DEFAULT_GUARDRAILS",
     "EnergyObjective",
     "GridBox",

@@ -63,12 +63,15 @@ class Guardrail:
     """A KPI that must not degrade beyond a margin relative to the current CM's prediction.
 
     Feasible iff ``new_c ≥ ref_c − margin`` (absolute, KPI unit) or ``new_c ≥ ref_c (1 − margin)``
-    (``relative=True``), for every cell c.
+    (``relative=True``), for every cell c; with ``area=True`` the same test is applied once to
+    the mean over the area's cells (an operator's area-level KPI), and its violation is spread
+    evenly over the cells (so sums over cells give the area's violation).
     """
 
     kpi: str
     margin: float
     relative: bool = False
+    area: bool = False
 
     def __post_init__(self) -> None:
         if not np.isfinite(self.margin) or self.margin < 0:
@@ -78,14 +81,25 @@ class Guardrail:
         self, new: Float[Array, " cells"], ref: Float[Array, " cells"]
     ) -> Float[Array, " cells"]:
         """Normalised violation ``max(0, ref − margin − new) / (|ref| + 1e-3)``; 0 if feasible."""
+        if self.area:
+            n = new.shape[-1]
+            new = jnp.broadcast_to(jnp.nanmean(new, axis=-1, keepdims=True), new.shape)
+            ref = jnp.broadcast_to(jnp.nanmean(ref, axis=-1, keepdims=True), ref.shape)
         margin = self.margin * jnp.abs(ref) if self.relative else self.margin
-        return jnp.maximum(0.0, ref - margin - new) / (jnp.abs(ref) + 1e-3)
+        v = jnp.maximum(0.0, ref - margin - new) / (jnp.abs(ref) + 1e-3)
+        return v / n if self.area else v
 
 
 DEFAULT_GUARDRAILS = (
     Guardrail("coverage", 0.01),
     Guardrail("cell_edge_throughput_mbps", 0.05, relative=True),
 )
+
+AREA_GUARDRAILS = (
+    Guardrail("coverage", 0.01, area=True),
+    Guardrail("cell_edge_throughput_mbps", 0.05, relative=True, area=True),
+)
+"""The default guardrails on area means (how a field trial judges an area) instead of per cell."""
 
 
 def _f32(v) -> Array:

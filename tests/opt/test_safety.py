@@ -71,6 +71,11 @@ def test_guardrail_violation_closed_form():
     np.testing.assert_allclose(np.asarray(v), [(0.9 * 0.95 - 0.85) / 0.901, 0.0], rtol=1e-4)
     with pytest.raises(ValueError, match="margin"):
         Guardrail("coverage", -1.0)
+    # area-level: one test on the means (0.9 -> 0.8725, drop 0.0275 > 0.02), spread over cells
+    v = Guardrail("coverage", 0.02, area=True).violation(new, ref)
+    np.testing.assert_allclose(np.asarray(v), [(0.88 - 0.8725) / 0.901 / 2] * 2, rtol=1e-4)
+    v = Guardrail("coverage", 0.03, area=True).violation(new, ref)
+    np.testing.assert_allclose(np.asarray(v), [0.0, 0.0])
 
 
 def test_no_change_mask_and_std_excess():
