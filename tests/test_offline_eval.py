@@ -62,7 +62,13 @@ def test_table_batch_scatters_rows():
     j = b.cm_names.index("tilt_deg")
     u = (orig["tilt_deg"].reshape(4, N_CELLS) - p.low) / (p.high - p.low)
     np.testing.assert_allclose(np.asarray(b.cm_unit[..., j])[mask], u[mask], rtol=1e-6)
-    assert b.state_names == ("hour_sin", "hour_cos", "log1p_active_ues", "log1p_offered_load_mbps")
+    assert b.state_names == (
+        "hour_sin", "hour_cos", "log1p_local_active_ues", "log1p_local_offered_load_mbps"
+    )  # fmt: skip
+    per_cell = P.table_batch(shuffled, local_state=())
+    assert per_cell.state_names[2:] == ("log1p_active_ues", "log1p_offered_load_mbps")
+    want_ues = np.log1p(orig["active_ues"].reshape(4, N_CELLS))
+    np.testing.assert_allclose(np.asarray(per_cell.state[..., 2])[mask], want_ues[mask], rtol=1e-5)
 
 
 def test_batches_same_layout_and_errors():
