@@ -17,7 +17,8 @@ suburban: UMa with few UEs; `dtwin.areas`):
    twin pre-training);
 3. a CM recommendation from the current (default) CM with the default safety settings of `opt`
    (2-step trust region, uncertainty penalty κ = 1, no-change rule) and guardrails on the area
-   means of coverage and cell-edge throughput (`opt.AREA_GUARDRAILS`, the criterion below;
+   means of coverage and cell-edge throughput (`opt.AREA_GUARDRAILS` at half the judging margins,
+   ``--margin-factor``, a buffer for model error; the criterion is below;
    ``--guardrails cell`` applies them to every cell, which in a jointly optimised area blocks
    almost every change):
 
@@ -320,7 +321,12 @@ def run_area(area: str, args: argparse.Namespace, log=print) -> dict[str, Any]:
     current = DEFAULT_CM_SCHEMA.default(field.n_cells)  # the CM in force in the commercial data
     # Defaults (trust region, κ, no-change rule) with the guardrails on area means, the criterion
     # this trial judges an area by; per-cell violations are still counted below.
-    guardrails = opt.AREA_GUARDRAILS if args.guardrails == "area" else opt.DEFAULT_GUARDRAILS
+    # The optimiser keeps a safety buffer: its guardrail margins are ``--margin-factor`` times
+    # the judging margins, room for the surrogate's error on coverage / cell-edge throughput.
+    guardrails = tuple(
+        dataclasses.replace(g, margin=g.margin * args.margin_factor)
+        for g in (opt.AREA_GUARDRAILS if args.guardrails == "area" else opt.DEFAULT_GUARDRAILS)
+    )
     safety = opt.SafetyConfig(guardrails=guardrails, change_cost=args.change_cost)
     search_cfg = opt.SearchConfig(
         n_starts=args.starts, n_steps=args.steps, refine_sweeps=args.refine_sweeps
@@ -550,6 +556,12 @@ def _parser() -> argparse.ArgumentParser:
         choices=("area", "cell"),
         default="area",
         help="guardrails on area means (opt.AREA_GUARDRAILS, default) or on every cell",
+    )
+    ap.add_argument(
+        "--margin-factor",
+        type=float,
+        default=0.5,
+        help="optimiser guardrail margins = this x the judging margins (a safety buffer)",
     )
     ap.add_argument(
         "--change-cost",
