@@ -149,6 +149,7 @@ def cmd_twin(args: argparse.Namespace) -> int:
         ues_per_cell=args.ues_per_cell,
         cm_sampling=args.cm_sampling,
         chunk_size=args.chunk_size,
+        snapshots_per_row=args.snapshots_per_row,
     )
     areas = list(cfg["areas"])
     if args.cells is not None:
@@ -170,6 +171,7 @@ def cmd_twin(args: argparse.Namespace) -> int:
         ues_per_cell=cfg["ues_per_cell"],
         cm_sampling=cfg["cm_sampling"],
         local_max_steps=cfg["local_max_steps"],
+        snapshots_per_row=cfg["snapshots_per_row"],
         seed=_seed(args),
         chunk_size=cfg["chunk_size"],
     )
@@ -232,6 +234,7 @@ def _twin_on_cells(args: argparse.Namespace, cfg: dict[str, Any]) -> int:
             ues_per_cell=int(cfg["ues_per_cell"]),
             cm_sampling=cfg["cm_sampling"],
             local_max_steps=int(cfg["local_max_steps"]),
+            snapshots_per_row=int(cfg["snapshots_per_row"]),
             chunk_size=int(cfg["chunk_size"]),
             progress=not args.quiet,
         )
@@ -267,6 +270,7 @@ def cmd_field(args: argparse.Namespace) -> int:
         periods=args.periods,
         p_trial=args.p_trial,
         ues_per_cell=args.ues_per_cell,
+        snapshots_per_period=args.snapshots_per_period,
     )
     import jax
     import numpy as np
@@ -294,6 +298,7 @@ def cmd_field(args: argparse.Namespace) -> int:
         base_cm=base_cm,
         p_trial=cfg["p_trial"],
         ues_per_cell=cfg["ues_per_cell"],
+        snapshots_per_period=cfg["snapshots_per_period"],
     )
     out = Path(cfg["out"])
     out.mkdir(parents=True, exist_ok=True)
@@ -673,7 +678,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--snapshots", type=int, help="number of network snapshots")
     p.add_argument("--sites", type=int, choices=(1, 7, 19), help="hexagonal sites")
     p.add_argument("--ues-per-cell", type=int, help="UEs dropped per cell")
-    p.add_argument("--cm-sampling", choices=("broad", "local"), help="CM sampling")
+    p.add_argument(
+        "--snapshots-per-row", type=int, help="snapshots aggregated into one row (a period)"
+    )
+    p.add_argument(
+        "--cm-sampling", choices=("broad", "local", "mixed"), help="CM sampling (dtwin.sample_cm)"
+    )
     p.add_argument("--chunk-size", type=int, help="snapshots per Parquet chunk")
     p.add_argument("--max-chunks", type=int, help="stop after this many new chunks")
     p.add_argument("--resume", action="store_true", help="continue a sweep in --out")
@@ -685,6 +695,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gap", type=float, help="size of the hidden reality, 0-3")
     p.add_argument("--periods", type=int, help="reporting periods")
     p.add_argument("--p-trial", type=float, help="share of cells on a CM trial per period")
+    p.add_argument("--snapshots-per-period", type=int, help="snapshots aggregated into one period")
     p.add_argument("--ues-per-cell", type=int, help="UEs dropped per cell")
 
     p = add("calibrate", cmd_calibrate, "calibrate materials (Sionna RT) and the 38.901 model")

@@ -34,7 +34,9 @@ from jaxtyping import Array, Float, PRNGKeyArray
 
 from .areas import AreaType, network_for_area
 from .cm import DEFAULT_CM_SCHEMA, CMSchema
+from .kpi import SNAPSHOTS_PER_PERIOD, period_kpis
 from .network import Network, UEPopulation, cell_kpis, draw_channel, simulate
+from .schema import TARGET_COLUMNS
 from .sweep import diurnal_activity, sample_population
 
 _N_FEATURES = 16
@@ -139,12 +141,15 @@ def shadow_map_db(field: FieldNetwork, xy_m: Float[Array, "ues 2"]) -> Float[Arr
     return field.gap * field.spec.shadow_map_db * val
 
 
-def _field_snapshot(key, field: FieldNetwork, cm, ues_per_cell: int, hour=None):
-    """Draw a field snapshot: twin sampling plus hotspots, busier cells, shifted diurnal profile."""
+def _field_snapshot(key, field: FieldNetwork, cm, ues_per_cell: int, hour=None, period_key=None):
+    """Draw a field snapshot: twin sampling plus hotspots, busier cells, shifted diurnal profile.
+
+    ``period_key``: the reporting period's conditions (hour, traffic levels), as
+    `dtwin.sweep.sample_population`."""
     net = field.network
     k_snap, k_hour = jax.random.split(key)
     # The twin's population draw (no channel: the field draws its own after moving the UEs).
-    pop, sampled_hour = sample_population(k_snap, net, field.area, ues_per_cell)
+    pop, sampled_hour = sample_population(k_snap, net, field.area, ues_per_cell, period_key)
     hour = sampled_hour if hour is None else jnp.asarray(hour, jnp.float32)
     home = jnp.repeat(jnp.arange(field.n_cells), ues_per_cell)
     pull = field.gap * field.spec.hotspot_pull
@@ -175,25 +180,38 @@ def field_snapshot_kpis(
     ues_per_cell: int = 10,
     hour=None,
     noisy: bool = True,
+    period_key: PRNGKeyArray | None = None,
 ) -> dict[str, Float[Array, " cells"]]:
-    """Per-cell KPIs, PM counters and state of one field snapshot under ``cm``."""
-    pop, channel, hour = _field_snapshot(key, field, cm, ues_per_cell, hour)
+    """Per-cell KPIs, PM counters and state of one field snapshot under ``cm``.
+
+    ``noisy``: multiply the KPI counters by log-normal counter noise (`FieldGap.counter_noise`).
+    ``period_key``: the snapshot belongs to that reporting period (shared hour and traffic
+    levels; `commercial_data` ``snapshots_per_period``).
+    """
+    pop, channel, hour = _field_snapshot(key, field, cm, ues_per_cell, hour, period_key)
     net = dataclasses.replace(
         field.network, efficiency=1.0 + field.gap * (field.spec.efficiency - 1.0)
     )
     res = simulate(net, pop, channel, _field_cm(field, cm), hard=True)
     out = dict(cell_kpis(net, pop, res))
     if noisy:
-        k_noise = jax.random.fold_in(key, 2)
-        for i, name in enumerate(sorted(out)):
-            if name in ("coverage", "prb_utilization"):
-                continue
-            z = jax.random.normal(jax.random.fold_in(k_noise, i), out[name].shape)
-            out[name] = out[name] * jnp.exp(field.spec.counter_noise * z)
+        out = _counter_noise(jax.random.fold_in(key, 2), field, out)
     w = res.serving_prob * pop.weight[:, None]
     out["active_ues"] = jnp.sum(w, axis=0)
     out["offered_load_mbps"] = jnp.sum(w * pop.demand_mbps[:, None], axis=0)
     out["hour"] = jnp.broadcast_to(hour, out["active_ues"].shape)
+    return out
+
+
+def _counter_noise(key: PRNGKeyArray, field: FieldNetwork, kpis: dict) -> dict:
+    """KPI counters times log-normal noise of σ `FieldGap.counter_noise` (not the ratios
+    ``coverage``/``prb_utilization`` nor the state columns)."""
+    out = dict(kpis)
+    for i, name in enumerate(sorted(TARGET_COLUMNS)):
+        if name in ("coverage", "prb_utilization") or name not in out:
+            continue
+        z = jax.random.normal(jax.random.fold_in(key, i), out[name].shape)
+        out[name] = out[name] * jnp.exp(field.spec.counter_noise * z)
     return out
 
 
@@ -205,7 +223,9 @@ def field_kpis(
     n_snapshots: int = 32,
     ues_per_cell: int = 10,
 ) -> dict[str, Float[Array, " cells"]]:
-    """The field's *exact* expected KPIs under ``cm``: mean over snapshots, no counter noise.
+    """The field's *exact* expected KPIs under ``cm``: ``n_snapshots`` snapshots aggregated as
+    one long reporting period (`dtwin.kpi.period_kpis`: per-UE KPIs over all served UEs,
+    counters averaged), without counter noise.
 
     The same key gives the same snapshots for every CM (common random numbers), so differences
     between CMs are not drowned by sampling noise.
@@ -214,7 +234,7 @@ def field_kpis(
     per = jax.vmap(
         lambda k: field_snapshot_kpis(k, field, cm, ues_per_cell=ues_per_cell, noisy=False)
     )(keys)
-    return {k: jnp.mean(v, axis=0) for k, v in per.items()}
+    return period_kpis(per, per["active_ues"])
 
 
 def commercial_cm(
@@ -238,11 +258,16 @@ def commercial_data(
     p_trial: float = 0.1,
     ues_per_cell: int = 10,
     batch: int = 64,
+    snapshots_per_period: int = SNAPSHOTS_PER_PERIOD,
 ) -> dict[str, np.ndarray]:
     """Commercial-like measurements: one row per cell per reporting period (columnar dict).
 
-    Columns follow :mod:`dtwin.schema` (``snapshot_id`` doubles as the reporting period).
+    Columns follow :mod:`dtwin.schema` (``snapshot_id`` doubles as the reporting period). A
+    period holds ``snapshots_per_period`` snapshots under one CM, hour and traffic level,
+    aggregated as its counters (`dtwin.kpi.period_kpis`), then the counter noise is applied.
     """
+    if snapshots_per_period < 1:
+        raise ValueError(f"snapshots_per_period must be >= 1, got {snapshots_per_period}")
     base_cm = base_cm if base_cm is not None else schema.default(field.n_cells)
 
     @jax.jit
@@ -250,7 +275,17 @@ def commercial_data(
         def one(k):
             k_cm, k_snap = jax.random.split(k)
             cm = commercial_cm(k_cm, base_cm, schema=schema, p_trial=p_trial)
-            out = field_snapshot_kpis(k_snap, field, cm, ues_per_cell=ues_per_cell)
+            if snapshots_per_period == 1:
+                out = field_snapshot_kpis(k_snap, field, cm, ues_per_cell=ues_per_cell)
+            else:
+                per = jax.vmap(
+                    lambda ks: field_snapshot_kpis(
+                        ks, field, cm, ues_per_cell=ues_per_cell, noisy=False, period_key=k_snap
+                    )
+                )(jax.random.split(k_snap, snapshots_per_period))
+                out = _counter_noise(
+                    jax.random.fold_in(k_snap, 2), field, period_kpis(per, per["active_ues"])
+                )
             out.update(cm)
             return out
 

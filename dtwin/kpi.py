@@ -299,7 +299,65 @@ def cell_kpis(
     return {k: out[k] for k in TARGET_COLUMNS}
 
 
+SNAPSHOTS_PER_PERIOD: int = 8
+"""Snapshots aggregated into one reporting period (one data row) by default, for the twin's rows
+(`dtwin.sweep.SweepConfig.snapshots_per_row`) and the field stand-in's commercial rows
+(`dtwin.field.commercial_data`) alike, so both see the same counter noise. A single snapshot holds
+a handful of UEs per cell (per-cell UE throughput varies by a factor ~e between snapshots); a
+real KPI counter averages an hour of traffic."""
+
+UE_WEIGHTED_KPIS: tuple[str, ...] = (
+    "dl_throughput_mbps",
+    "cell_edge_throughput_mbps",
+    "coverage",
+    "mean_cqi",
+    "mean_rsrp_dbm",
+    "mean_sinr_db",
+)
+"""Intensive per-UE KPIs: a period aggregates them over its UEs (`period_kpis`)."""
+
+
+def period_kpis(
+    per_snapshot: dict[str, Float[ArrayLike, "snapshots cells"]],
+    active_ues: Float[ArrayLike, "snapshots cells"],
+) -> dict[str, Float[Array, " cells"]]:
+    """Aggregate per-snapshot cell KPIs over a reporting period, as the period's counters do.
+
+    The intensive per-UE KPIs (`UE_WEIGHTED_KPIS`: mean UE throughput, coverage, mean CQI/RSRP/
+    SINR) are means over every UE served during the period, i.e. the per-snapshot values weighted
+    by the snapshot's served UE mass ``active_ues`` -- a ratio of sums, as TS 28.552's UE
+    throughput (volume over active time, summed over the period). A snapshot in which the cell
+    serves nobody adds nothing instead of making the period undefined; a cell that serves no UE in
+    any snapshot is NaN. The 5th-percentile throughput is approximated by the UE-weighted mean of
+    the per-snapshot 5th percentiles. Every other column (extensive counters such as cell
+    throughput, traffic volume, PRB utilisation, active UEs, offered load) is the plain mean.
+
+    Args:
+        per_snapshot: column -> ``[snapshots, cells]`` (NaN where a cell served nobody).
+        active_ues: ``[snapshots, cells]`` served UE mass per snapshot.
+
+    Returns:
+        column -> ``[cells]``.
+    """
+    w = jnp.asarray(active_ues, jnp.float32)
+    out = {}
+    for name, v in per_snapshot.items():
+        v = jnp.asarray(v)
+        if name in UE_WEIGHTED_KPIS:
+            ok = jnp.isfinite(v) & (w > 0)
+            ww = jnp.where(ok, w, 0.0)
+            total = jnp.sum(ww, axis=0)
+            num = jnp.sum(ww * jnp.where(ok, v, 0.0), axis=0)
+            out[name] = jnp.where(total > 0, num / jnp.where(total > 0, total, 1.0), jnp.nan)
+        else:
+            out[name] = jnp.mean(v, axis=0)
+    return out
+
+
 __all__ = [
+    "SNAPSHOTS_PER_PERIOD",
+    "UE_WEIGHTED_KPIS",
+    "period_kpis",
     "cell_kpis",
     "coverage_indicator",
     "pm_counters",

@@ -37,6 +37,7 @@ from jaxtyping import Array, Float, PRNGKeyArray
 from .areas import AreaType, area_type, network_for_area
 from .cm import DEFAULT_CM_SCHEMA, CMSchema
 from .geometry import drop_ues
+from .kpi import SNAPSHOTS_PER_PERIOD, period_kpis
 from .network import (
     Network,
     UEPopulation,
@@ -46,6 +47,9 @@ from .network import (
     simulate,
     simulate_from_gain,
 )
+
+CM_SAMPLING_MODES: tuple[str, ...] = ("broad", "local", "mixed")
+"""CM sampling modes of a sweep (`sample_cm`)."""
 
 
 @dataclass(frozen=True)
@@ -57,8 +61,12 @@ class SweepConfig:
         areas: area-type names cycled over chunks (each chunk holds one area type).
         n_sites: 1, 7 or 19 hexagonal sites (3 cells each).
         ues_per_cell: UEs dropped per cell (the most that can be active).
-        cm_sampling: ``broad`` (uniform over the CM space) or ``local`` (±steps around default).
-        local_max_steps: largest step change per parameter for ``local`` sampling.
+        cm_sampling: ``broad`` (uniform over the CM space), ``local`` (±steps around default) or
+            ``mixed`` (per cell local or broad, the local share drawn per snapshot; `sample_cm`).
+        local_max_steps: largest step change per parameter for ``local``/``mixed`` sampling.
+        snapshots_per_row: snapshots aggregated into one row, a reporting period under one CM,
+            hour and traffic level (`make_batch_fn`); 1 = one row per snapshot.
+            ``n_snapshots`` counts rows (periods).
         seed: PRNG seed.
         chunk_size: snapshots per Parquet file (a multiple of the device count is fastest).
     """
@@ -67,8 +75,9 @@ class SweepConfig:
     areas: tuple[str, ...] = ("metro", "urban", "suburban")
     n_sites: int = 7
     ues_per_cell: int = 10
-    cm_sampling: str = "broad"
+    cm_sampling: str = "mixed"
     local_max_steps: int = 1
+    snapshots_per_row: int = SNAPSHOTS_PER_PERIOD
     seed: int = 0
     chunk_size: int = 256
 
@@ -77,12 +86,16 @@ class SweepConfig:
             raise ValueError(f"n_snapshots must be > 0, got {self.n_snapshots}")
         if self.chunk_size <= 0:
             raise ValueError(f"chunk_size must be > 0, got {self.chunk_size}")
-        if self.cm_sampling not in ("broad", "local"):
-            raise ValueError(f"cm_sampling must be 'broad' or 'local', got {self.cm_sampling!r}")
+        if self.cm_sampling not in CM_SAMPLING_MODES:
+            raise ValueError(
+                f"cm_sampling must be one of {CM_SAMPLING_MODES}, got {self.cm_sampling!r}"
+            )
         if not self.areas:
             raise ValueError("areas must name at least one area type")
         for a in self.areas:
             area_type(a)
+        if self.snapshots_per_row < 1:
+            raise ValueError(f"snapshots_per_row must be >= 1, got {self.snapshots_per_row}")
         if self.ues_per_cell <= 0:
             raise ValueError(f"ues_per_cell must be > 0, got {self.ues_per_cell}")
 
@@ -113,15 +126,26 @@ class Snapshot(eqx.Module):
 
 
 def sample_population(
-    key: PRNGKeyArray, network: Network, area: AreaType, ues_per_cell: int
+    key: PRNGKeyArray,
+    network: Network,
+    area: AreaType,
+    ues_per_cell: int,
+    period_key: PRNGKeyArray | None = None,
 ) -> tuple[UEPopulation, Float[Array, ""]]:
     """Draw a snapshot's UE population and hour of day (the channel is drawn separately).
 
     The hour of day is uniform; the number of active UEs per cell and their mean demand scale with
     :func:`diurnal_activity`; per-UE demand is log-normal (σ = 0.5 in natural-log units) around the
     cell's mean. Uses the same key as :func:`sample_snapshot`, which adds the channel.
+
+    ``period_key``: when given, the period's conditions (hour, per-cell activity level, demand
+    level) come from it and only the UE drop and per-UE demand from ``key``, so snapshots with
+    the same ``period_key`` belong to one reporting period (`make_batch_fn`
+    ``snapshots_per_row``).
     """
     k_drop, _, k_hour, k_act, k_dem, k_lvl = jax.random.split(key, 6)
+    if period_key is not None:
+        _, _, k_hour, k_act, _, k_lvl = jax.random.split(period_key, 6)
     topo = network.topology
     n_cells = topo.cell_site.shape[0]
     ues = drop_ues(
@@ -147,9 +171,10 @@ def sample_snapshot(
     area: AreaType,
     ues_per_cell: int,
     cm: dict[str, Float[Array, " cells"]],
+    period_key: PRNGKeyArray | None = None,
 ) -> Snapshot:
     """Draw a UE population (:func:`sample_population`) and a channel realisation, given a CM."""
-    population, hour = sample_population(key, network, area, ues_per_cell)
+    population, hour = sample_population(key, network, area, ues_per_cell, period_key)
     k_ch = jax.random.split(key, 6)[1]
     channel = draw_channel(k_ch, network, population)
     return Snapshot(population=population, channel=channel, cm=cm, hour=hour)
@@ -158,12 +183,62 @@ def sample_snapshot(
 def sample_cm(
     key: PRNGKeyArray, schema: CMSchema, n_cells: int, mode: str, local_max_steps: int = 1
 ) -> dict[str, Float[Array, " cells"]]:
-    """Sample a CM: ``broad`` (uniform over the bounds, on the step grid) or ``local``."""
+    """Sample a CM of every cell on the operator's step grid.
+
+    * ``broad``: uniform over the bounds.
+    * ``local``: ±1..``local_max_steps`` steps around the default (`CMSchema.sample_local`).
+    * ``mixed``: each cell local with probability ``p ~ U(0, 1)`` (one ``p`` per snapshot), else
+      broad. Snapshots then range from all-broad to nearly all-default, so the data also cover
+      the default CM and its neighbourhood jointly -- the reference point a surrogate's CM
+      response is measured from (`sim2real.ResponsePart`) and where commercial data live. With
+      ``broad`` alone the default for all cells at once is a corner the data never visit, and
+      the response relative to it is an extrapolation.
+    """
     if mode == "broad":
         return schema.round(schema.sample_uniform(key, n_cells))
     if mode == "local":
         return schema.sample_local(key, schema.default(n_cells), max_steps=local_max_steps)
-    raise ValueError(f"CM sampling mode must be 'broad' or 'local', got {mode!r}")
+    if mode == "mixed":
+        k_b, k_l, k_p, k_c = jax.random.split(key, 4)
+        broad = schema.round(schema.sample_uniform(k_b, n_cells))
+        local = schema.sample_local(k_l, schema.default(n_cells), max_steps=local_max_steps)
+        pick = jax.random.uniform(k_c, (n_cells,)) < jax.random.uniform(k_p)
+        return {k: jnp.where(pick, local[k], broad[k]) for k in broad}
+    raise ValueError(f"CM sampling mode must be one of {CM_SAMPLING_MODES}, got {mode!r}")
+
+
+def evaluate_period(
+    key: PRNGKeyArray,
+    network: Network,
+    area: AreaType,
+    ues_per_cell: int,
+    cm: dict[str, Float[Array, " cells"]],
+    snapshots_per_row: int = SNAPSHOTS_PER_PERIOD,
+) -> dict[str, Float[Array, " cells"]]:
+    """One data row: a reporting period of ``snapshots_per_row`` snapshots under ``cm``
+    (`sample_snapshot` + `evaluate_snapshot`, aggregated by `period_row`); with 1, a snapshot."""
+    if snapshots_per_row == 1:
+        return evaluate_snapshot(network, sample_snapshot(key, network, area, ues_per_cell, cm))
+    keys = jax.random.split(key, snapshots_per_row)
+    per = jax.vmap(
+        lambda k: evaluate_snapshot(
+            network, sample_snapshot(k, network, area, ues_per_cell, cm, period_key=key)
+        )
+    )(keys)
+    return period_row(per)
+
+
+def period_row(per_snapshot: dict[str, Float[Array, "snapshots cells"]]) -> dict[str, Array]:
+    """One reporting period's row from its snapshots' `evaluate_snapshot` columns.
+
+    KPIs and counters as `dtwin.kpi.period_kpis` (per-UE KPIs over all served UEs, counters
+    averaged); ``load_converged`` is true only if every snapshot's load fixed point converged.
+    """
+    per = dict(per_snapshot)
+    converged = jnp.all(per.pop("load_converged"), axis=0)
+    out = period_kpis(per, per["active_ues"])
+    out["load_converged"] = converged
+    return out
 
 
 def snapshot_gain_db(network: Network, snap: Snapshot) -> Float[Array, "ues cells"]:
@@ -207,8 +282,13 @@ def make_batch_fn(
     cm_sampling: str = "broad",
     local_max_steps: int = 1,
     schema: CMSchema = DEFAULT_CM_SCHEMA,
+    snapshots_per_row: int = 1,
 ):
     """A batched function ``keys[b] -> dict of [b, cells] arrays`` for one area type.
+
+    With ``snapshots_per_row = K > 1`` every row is a reporting period: ``K`` snapshots (UE
+    drops and channels) under one CM, hour and traffic level, aggregated as the period's counters
+    (`period_row`), so a row's KPI is far less noisy than one snapshot's.
 
     Two jitted, vmapped stages: (1) sample the snapshot and compute the coupling gain of every
     link; (2) association, load coupling, throughput and KPIs from that gain. Handing the gain
@@ -227,14 +307,31 @@ def make_batch_fn(
     network = network_for_area(area, n_sites)
     n_cells = network.n_cells
 
+    if snapshots_per_row < 1:
+        raise ValueError(f"snapshots_per_row must be >= 1, got {snapshots_per_row}")
+
     def links(key):
         k_cm, k_snap = jax.random.split(key)
         cm = sample_cm(k_cm, schema, n_cells, cm_sampling, local_max_steps)
-        snap = sample_snapshot(k_snap, network, area, ues_per_cell, cm)
-        return snap, snapshot_gain_db(network, snap)
+        if snapshots_per_row == 1:
+            snap = sample_snapshot(k_snap, network, area, ues_per_cell, cm)
+            return snap, snapshot_gain_db(network, snap)
+
+        def one(k):
+            snap = sample_snapshot(k, network, area, ues_per_cell, cm, period_key=k_snap)
+            return snap, snapshot_gain_db(network, snap)
+
+        return jax.vmap(one)(jax.random.split(k_snap, snapshots_per_row))
+
+    snapshot_fn = functools.partial(evaluate_snapshot, network)
+
+    def evaluate(snaps, gains):
+        if snapshots_per_row == 1:
+            return snapshot_fn(snaps, gains)
+        return period_row(jax.vmap(snapshot_fn)(snaps, gains))
 
     links_fn = jax.jit(jax.vmap(links))
-    evaluate_fn = jax.jit(jax.vmap(functools.partial(evaluate_snapshot, network)))
+    evaluate_fn = jax.jit(jax.vmap(evaluate))
 
     def batch_fn(keys):
         return evaluate_fn(*links_fn(keys))
@@ -379,6 +476,7 @@ def run_sweep(
             config.cm_sampling,
             config.local_max_steps,
             schema,
+            config.snapshots_per_row,
         )
         lo = c * config.chunk_size
         ids = np.arange(lo, min(lo + config.chunk_size, config.n_snapshots))

@@ -25,8 +25,9 @@ import numpy as np
 from .areas import AreaType, network_for_area
 from .cm import DEFAULT_CM_SCHEMA, CMSchema
 from .geometry import Topology
+from .kpi import SNAPSHOTS_PER_PERIOD
 from .network import Network
-from .sweep import evaluate_snapshot, sample_cm, sample_snapshot, snapshot_key, to_rows
+from .sweep import evaluate_period, sample_cm, snapshot_key, to_rows
 
 
 @dataclasses.dataclass(frozen=True)
@@ -140,17 +141,19 @@ def user_sweep_rows(
     n_snapshots: int,
     *,
     ues_per_cell: int = 10,
-    cm_sampling: str = "broad",
+    cm_sampling: str = "mixed",
     local_max_steps: int = 1,
+    snapshots_per_row: int = SNAPSHOTS_PER_PERIOD,
     chunk_size: int = 128,
     schema: CMSchema = DEFAULT_CM_SCHEMA,
     progress: bool = False,
 ) -> dict[str, np.ndarray]:
-    """Twin rows (one per cell per snapshot, snapshots ``0..n_snapshots-1``) of a user network.
+    """Twin rows (one per cell per row ``0..n_snapshots-1``) of a user network.
 
-    Snapshot ``s`` uses ``fold_in(PRNGKey(seed), s)`` as `dtwin.sweep` does (deterministic and
-    independent of ``chunk_size``); the CM is sampled ``broad`` or ``local``
-    (`dtwin.sweep.sample_cm`). One compilation; chunks of ``chunk_size`` snapshots.
+    Row ``s`` uses ``fold_in(PRNGKey(seed), s)`` as `dtwin.sweep` does (deterministic and
+    independent of ``chunk_size``); the CM is sampled as `dtwin.sweep.sample_cm` ``cm_sampling``;
+    each row is a reporting period of ``snapshots_per_row`` snapshots
+    (`dtwin.sweep.evaluate_period`). One compilation; chunks of ``chunk_size`` rows.
     """
     if n_snapshots < 1 or chunk_size < 1:
         raise ValueError(
@@ -164,7 +167,7 @@ def user_sweep_rows(
     def one(snapshot_id):
         k_cm, k_snap = jax.random.split(snapshot_key(seed, snapshot_id))
         cm = sample_cm(k_cm, schema, net.n_cells, cm_sampling, local_max_steps)
-        return evaluate_snapshot(net, sample_snapshot(k_snap, net, area, ues_per_cell, cm))
+        return evaluate_period(k_snap, net, area, ues_per_cell, cm, snapshots_per_row)
 
     fn = jax.jit(jax.vmap(one))
     chunk = min(chunk_size, n_snapshots)

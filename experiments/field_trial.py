@@ -73,6 +73,7 @@ from jaxtyping import Array, Float
 import opt
 from dtwin.cm import DEFAULT_CM_SCHEMA
 from dtwin.field import FieldNetwork, _field_cm, _field_snapshot
+from dtwin.kpi import period_kpis
 from dtwin.network import Network, cell_kpis, simulate
 from experiments.meta import write_result
 from experiments.pipeline import (
@@ -173,8 +174,10 @@ class _FieldOracle(eqx.Module):
     (`dtwin.field`: tilt installation errors, antenna-gain and pathloss offsets as power
     offsets, all additive). Values are the field's exact (hard-association) KPIs on those
     snapshots; gradients are those of the soft simulation (soft association, smooth SE curve),
-    passed straight through: ``soft + stop_gradient(hard − soft)``. Only arrays and the network
-    are kept (no static area), so areas with the same scenario share one compilation.
+    passed straight through: ``soft + stop_gradient(hard − soft)``, both aggregated over the
+    snapshots as one reporting period (`dtwin.kpi.period_kpis`, as `field_truth`). Only arrays
+    and the network are kept (no static area), so areas with the same scenario share one
+    compilation.
     """
 
     network: Network
@@ -188,13 +191,16 @@ class _FieldOracle(eqx.Module):
         real_cm["tilt_deg"] = cm["tilt_deg"] + self.tilt_offset_deg
         real_cm["tx_power_dbm"] = cm["tx_power_dbm"] + self.power_offset_db
 
-        def one(pop, ch):
-            soft = cell_kpis(self.network, pop, simulate(self.network, pop, ch, real_cm))
-            hard = cell_kpis(self.network, pop, simulate(self.network, pop, ch, real_cm, hard=True))
-            return {n: soft[n] + jax.lax.stop_gradient(hard[n] - soft[n]) for n in TARGETS}
+        def one(pop, ch, hard):
+            res = simulate(self.network, pop, ch, real_cm, hard=hard)
+            k = {n: v for n, v in cell_kpis(self.network, pop, res).items() if n in TARGETS}
+            return k, jnp.sum(res.serving_prob * pop.weight[:, None], axis=0)
 
-        k = jax.vmap(one)(self.population, self.channel)
-        return opt.Prediction.deterministic({n: jnp.nanmean(k[n], axis=0) for n in TARGETS})
+        soft = period_kpis(*jax.vmap(lambda p, c: one(p, c, False))(self.population, self.channel))
+        hard = period_kpis(*jax.vmap(lambda p, c: one(p, c, True))(self.population, self.channel))
+        return opt.Prediction.deterministic(
+            {n: soft[n] + jax.lax.stop_gradient(hard[n] - soft[n]) for n in TARGETS}
+        )
 
 
 def _field_oracle(field: FieldNetwork, n_snapshots: int, n_truth: int, seed: int) -> _FieldOracle:

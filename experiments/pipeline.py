@@ -4,7 +4,7 @@ exact field truth -> an `opt` predictor.
 Every evaluation experiment (``table1``, ``figure4``, ``scarcity``, ``field_trial``) chains the same
 steps; they live here so the experiments differ only in what they measure:
 
-1. `twin_table` -- CM-response data from the Digital Twin (`dtwin.sweep`), broad CM sampling,
+1. `twin_table` -- CM-response data from the Digital Twin (`dtwin.sweep`), mixed broad/local CM,
    one area type, in memory or as a resumable Parquet sweep.
 2. `field_for_area` / `commercial_table` -- the synthetic field network (`dtwin.field`) and its
    commercial-like measurements (narrow CM exploration).
@@ -36,6 +36,7 @@ from jaxtyping import Array, Float, PRNGKeyArray
 from dtwin.areas import area_type
 from dtwin.cm import DEFAULT_CM_SCHEMA, CMSchema
 from dtwin.field import FieldNetwork, commercial_data, field_kpis, make_field_network
+from dtwin.kpi import SNAPSHOTS_PER_PERIOD
 from dtwin.schema import TARGET_COLUMNS
 from dtwin.site_channel import SiteChannel, load_site_channels
 from sim2real.dataset import GraphBatch, batch_from_arrays
@@ -67,8 +68,9 @@ def twin_table(
     *,
     n_sites: int = 7,
     seed: int = 0,
-    cm_sampling: str = "broad",
+    cm_sampling: str = "mixed",
     ues_per_cell: int = 10,
+    snapshots_per_row: int = SNAPSHOTS_PER_PERIOD,
     chunk_size: int = 256,
     out_dir: str | Path | None = None,
     progress: bool = True,
@@ -81,8 +83,12 @@ def twin_table(
         n_snapshots: network snapshots (rows = snapshots x cells).
         n_sites: hexagonal sites (1, 7 or 19; 3 cells each).
         seed: sweep seed (snapshot ``s`` uses ``fold_in(PRNGKey(seed), s)``).
-        cm_sampling: ``broad`` (uniform CM) or ``local`` (±1 step around the default).
+        cm_sampling: ``mixed`` (default: per cell broad or near the default CM, so the data
+            cover both the broad CM space and the default it is compared with), ``broad``
+            (uniform CM) or ``local`` (±1 step around the default); `dtwin.sweep.sample_cm`.
         ues_per_cell: UEs dropped per cell.
+        snapshots_per_row: snapshots per row, a reporting period (`dtwin.kpi.period_kpis`),
+            as `commercial_table`'s periods.
         chunk_size: snapshots per jitted batch / Parquet chunk.
         out_dir: when given, the sweep is written there as Parquet chunks and resumed if
             interrupted (same configuration), then read back; otherwise it stays in memory.
@@ -103,6 +109,7 @@ def twin_table(
         n_sites=n_sites,
         ues_per_cell=ues_per_cell,
         cm_sampling=cm_sampling,
+        snapshots_per_row=snapshots_per_row,
         seed=seed,
         chunk_size=min(int(chunk_size), int(n_snapshots)),
     )
@@ -115,7 +122,9 @@ def twin_table(
     from tqdm.auto import tqdm
 
     at = area_type(area).with_site_channel(site_channel)
-    network, fn = make_batch_fn(at, n_sites, ues_per_cell, cm_sampling, 1, DEFAULT_CM_SCHEMA)
+    network, fn = make_batch_fn(
+        at, n_sites, ues_per_cell, cm_sampling, 1, DEFAULT_CM_SCHEMA, snapshots_per_row
+    )
     parts = []
     for c in tqdm(range(config.n_chunks), desc=f"twin {area}", disable=not progress):
         ids = np.arange(c * config.chunk_size, min((c + 1) * config.chunk_size, n_snapshots))
@@ -179,18 +188,25 @@ def commercial_table(
     seed: int = 0,
     p_trial: float = 0.1,
     ues_per_cell: int = 10,
+    snapshots_per_period: int = SNAPSHOTS_PER_PERIOD,
 ) -> dict[str, np.ndarray]:
     """Commercial-like measurements of the field (`dtwin.field.commercial_data`).
 
     Narrow CM exploration around the default CM: per period, a share ``p_trial`` of the cells
-    is on a ±1-step trial. One row per cell per period (``snapshot_id`` is the period).
+    is on a ±1-step trial. One row per cell per period (``snapshot_id`` is the period), each
+    period ``snapshots_per_period`` snapshots (`dtwin.field.commercial_data`).
     """
     if n_periods < 1:
         raise ValueError(f"commercial_table: n_periods must be >= 1, got {n_periods}")
     if not 0.0 <= p_trial <= 1.0:
         raise ValueError(f"commercial_table: p_trial must be in [0, 1], got {p_trial}")
     return commercial_data(
-        _field_keys(seed)[1], field, int(n_periods), p_trial=p_trial, ues_per_cell=ues_per_cell
+        _field_keys(seed)[1],
+        field,
+        int(n_periods),
+        p_trial=p_trial,
+        ues_per_cell=ues_per_cell,
+        snapshots_per_period=snapshots_per_period,
     )
 
 

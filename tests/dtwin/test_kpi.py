@@ -132,3 +132,26 @@ def test_kpis_grad_jit_vmap():
     )
     g = jax.grad(lambda r: jnp.sum(kpi.coverage_indicator(r)))(jnp.array([-110.0]))
     np.testing.assert_allclose(g, 0.25, rtol=1e-5)  # sigmoid'(0) / T, T = 1 dB
+
+
+def test_period_kpis_pool_the_ues_of_every_snapshot():
+    """A period's per-UE KPI is the mean over all UEs served in it (pooled by hand here);
+    counters are plain means; an empty snapshot adds nothing; a never-served cell is NaN."""
+    from dtwin.kpi import period_kpis
+
+    # two cells, three snapshots; UE throughputs per (snapshot, cell)
+    ues = [[[10.0, 20.0], [5.0]], [[30.0], []], [[], []]]
+    thr = np.full((3, 2), np.nan)
+    n = np.zeros((3, 2))
+    for s, row in enumerate(ues):
+        for c, u in enumerate(row):
+            n[s, c] = len(u)
+            if u:
+                thr[s, c] = np.mean(u)
+    vol = np.array([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]])
+    out = period_kpis({"dl_throughput_mbps": thr, "traffic_volume_mb": vol}, n)
+    np.testing.assert_allclose(out["dl_throughput_mbps"][0], np.mean([10.0, 20.0, 30.0]))
+    np.testing.assert_allclose(out["dl_throughput_mbps"][1], 5.0)
+    np.testing.assert_allclose(out["traffic_volume_mb"], vol.mean(axis=0))
+    none = period_kpis({"coverage": np.full((2, 1), np.nan)}, np.zeros((2, 1)))
+    assert np.isnan(none["coverage"][0])

@@ -179,3 +179,30 @@ def test_two_stage_batch_fn_equals_one_function():
             equal_nan=True,
             err_msg=k,
         )
+
+
+def test_mixed_cm_sampling_covers_default_and_broad():
+    """``mixed``: on the grid, within bounds, some cells near the default and some far, and the
+    share of near-default cells varies between snapshots (drawn per snapshot)."""
+    import jax
+
+    from dtwin.cm import DEFAULT_CM_SCHEMA as S
+    from dtwin.sweep import sample_cm
+
+    n = 57
+    keys = jax.random.split(jax.random.PRNGKey(0), 400)
+    cms = jax.vmap(lambda k: sample_cm(k, S, n, "mixed"))(keys)
+    default = S.default(n)
+    near = np.ones((400, n), bool)
+    for p in S.params:
+        v = np.asarray(cms[p.name])
+        assert v.min() >= p.low - 1e-6 and v.max() <= p.high + 1e-6
+        np.testing.assert_allclose((v - p.low) / p.step, np.round((v - p.low) / p.step), atol=1e-4)
+        near &= np.abs(v - np.asarray(default[p.name])) <= p.step + 1e-6
+    share = near.mean(axis=1)
+    # a broad cell is within one step of the default in every parameter with probability
+    # prod(3 / n_values) ~ 3/16 * 3/20 * 3/13 < 1 %; local cells always are
+    assert share.min() < 0.1 and share.max() > 0.9
+    assert 0.35 < share.mean() < 0.65
+    with pytest.raises(ValueError, match="mixed"):
+        sample_cm(keys[0], S, n, "everywhere")
