@@ -127,8 +127,8 @@ SIZES: dict[str, dict[str, Any]] = {
         steps=30,
         refine_sweeps=1,
         evals=64,
-        oracle_snapshots=8,
-        truth_snapshots=8,
+        oracle_snapshots=32,
+        truth_snapshots=32,
         context=8,
     ),
     "default": dict(
@@ -142,8 +142,8 @@ SIZES: dict[str, dict[str, Any]] = {
         steps=40,
         refine_sweeps=1,
         evals=160,
-        oracle_snapshots=8,
-        truth_snapshots=16,
+        oracle_snapshots=64,
+        truth_snapshots=64,
         context=16,
     ),
     "full": dict(  # the reference study's 100,000 rows each (21 cells per snapshot)
@@ -157,8 +157,8 @@ SIZES: dict[str, dict[str, Any]] = {
         steps=100,
         refine_sweeps=2,
         evals=800,
-        oracle_snapshots=16,
-        truth_snapshots=64,
+        oracle_snapshots=256,
+        truth_snapshots=256,
         context=24,
     ),
 }

@@ -3,11 +3,10 @@
 All methods train a deep ensemble (`sim2real.ensemble`) of factorised surrogates
 (`sim2real.surrogate`) with optax Adam under a cosine learning-rate schedule, on random
 minibatches of snapshots, with early stopping on a held-out split of snapshots (the best
-parameters per member are kept). The loss (`pointwise_loss`) is the masked squared error for
-linear targets and twice the Gamma deviance with log link for log-domain targets (rates): the
-model still predicts ``log`` KPI, but the loss is minimised by the conditional *arithmetic* mean,
-which is what a period's KPI counter is; each target is normalised by its variance in the
-training data.
+parameters per member are kept). The loss (`pointwise_loss`) is the masked squared error in the
+model domain (log for rates), or, with ``TransferConfig.log_loss = "gamma"``, twice the Gamma
+deviance with log link for log-domain targets (minimised by the conditional *arithmetic* mean
+instead of the geometric one); each target is normalised by its variance in the training data.
 
 Methods (`METHODS`):
 
@@ -81,6 +80,9 @@ class TransferConfig:
         fisher_batches: minibatches used to estimate the Fisher diagonal.
         dann_weight: weight of the (reversed) domain-classification loss.
         anchor_weight: ``sim2real`` response anchor; 0 freezes the response part.
+        log_loss: loss on log-domain targets (`pointwise_loss`): ``squared`` (squared error of
+            log KPI: fits the geometric mean, robust to the heavy tail of few-UE periods) or
+            ``gamma`` (Gamma deviance: fits the arithmetic mean, as the KPI counter).
         progress: show tqdm progress bars.
     """
 
@@ -103,6 +105,7 @@ class TransferConfig:
     fisher_batches: int = 8
     dann_weight: float = 0.1
     anchor_weight: float = 0.0
+    log_loss: str = "squared"
     progress: bool = True
 
     def __post_init__(self) -> None:
@@ -115,6 +118,10 @@ class TransferConfig:
         for name in ("l2sp_weight", "ewc_weight", "dann_weight", "anchor_weight"):
             if getattr(self, name) < 0:
                 raise ValueError(f"TransferConfig.{name} must be >= 0, got {getattr(self, name)}")
+        if self.log_loss not in ("squared", "gamma"):
+            raise ValueError(
+                f"TransferConfig.log_loss must be 'squared' or 'gamma', got {self.log_loss!r}"
+            )
         if not 0.0 < self.val_fraction < 1.0:
             raise ValueError(
                 f"TransferConfig.val_fraction must be in (0, 1), got {self.val_fraction}"
@@ -133,12 +140,16 @@ class History:
 
 # --------------------------------------------------------------------------- losses
 def supervised_loss(
-    model: Surrogate, batch: GraphBatch, weight: Float[Array, " n_targets"] | None = None
+    model: Surrogate,
+    batch: GraphBatch,
+    weight: Float[Array, " n_targets"] | None = None,
+    *,
+    gamma: bool | Array = False,
 ) -> Float[Array, ""]:
     """Masked `pointwise_loss` of the model-domain prediction, averaged over targets (each
     scaled by ``weight``)."""
     z = apply(model, batch)
-    err = pointwise_loss(z, batch.targets, batch.log_targets, gamma=False)
+    err = pointwise_loss(z, batch.targets, batch.log_targets, gamma=gamma)
     m = batch.mask.astype(err.dtype)[..., None]
     per_target = (err * m).sum(axis=(0, 1)) / jnp.maximum(m.sum(), 1.0)
     if weight is not None:
@@ -151,7 +162,7 @@ def pointwise_loss(
     targets: Float[Array, "... n_targets"],
     log_targets,
     *,
-    gamma: bool = True,
+    gamma: bool | Array = True,
 ) -> Float[Array, "... n_targets"]:
     """Per-element loss: squared error for linear targets, scaled Gamma deviance for log targets.
 
@@ -477,11 +488,11 @@ def _init(key: PRNGKeyArray, data: GraphBatch, config: TransferConfig) -> Surrog
 
 
 def _sup_loss(model, anchor, batches, aux):
-    return supervised_loss(model, batches[0], aux["w"])
+    return supervised_loss(model, batches[0], aux["w"], gamma=aux["gamma"])
 
 
 def _sup_val(model, val, aux):
-    return supervised_loss(model, val, aux["w"])
+    return supervised_loss(model, val, aux["w"], gamma=aux["gamma"])
 
 
 def _l2sp_loss(model, anchor, batches, aux):
@@ -517,6 +528,7 @@ def _fit_supervised(
     train, val = _split(k_split, data, config)
     aux = {
         "w": _target_weight(train),
+        "gamma": jnp.asarray(config.log_loss == "gamma"),
         **{k: jnp.asarray(v, jnp.float32) for k, v in (aux or {}).items()},
     }
     out, _ = train_ensemble(
@@ -687,15 +699,15 @@ def _domain_loss(model: _DannModel, batch: GraphBatch, label: float) -> Array:
 
 def _dann_loss(model, anchor, batches, aux):
     tb, cb = batches
-    task = supervised_loss(model.surrogate, tb, aux["wt"]) + supervised_loss(
-        model.surrogate, cb, aux["wc"]
+    task = supervised_loss(model.surrogate, tb, aux["wt"], gamma=aux["gamma"]) + supervised_loss(
+        model.surrogate, cb, aux["wc"], gamma=aux["gamma"]
     )
     dom = 0.5 * (_domain_loss(model, tb, 0.0) + _domain_loss(model, cb, 1.0))
     return task + aux["lam"] * dom
 
 
 def _dann_val(model, val, aux):
-    return supervised_loss(model.surrogate, val, aux["wc"])
+    return supervised_loss(model.surrogate, val, aux["wc"], gamma=aux["gamma"])
 
 
 def dann(key, twin, commercial, config, pretrained=None) -> Surrogate:
@@ -713,6 +725,7 @@ def dann(key, twin, commercial, config, pretrained=None) -> Surrogate:
         "wt": _target_weight(t_train),
         "wc": _target_weight(c_train),
         "lam": jnp.asarray(config.dann_weight, jnp.float32),
+        "gamma": jnp.asarray(config.log_loss == "gamma"),
     }
     out, _ = train_ensemble(
         k5,

@@ -122,3 +122,9 @@ def test_log_target_loss_is_minimised_by_the_arithmetic_mean():
     np.testing.assert_allclose(
         pointwise_loss(jnp.array([[1.0]]), jnp.array([[3.0]]), (False,)), 4.0
     )
+
+
+def test_log_loss_choice_is_validated():
+    assert TransferConfig(log_loss="gamma").log_loss == "gamma"
+    with pytest.raises(ValueError, match="log_loss"):
+        TransferConfig(log_loss="huber")
