@@ -49,7 +49,7 @@ def trial(tmp_path_factory):
         "--evals",
         "32",
         "--oracle-snapshots",
-        "32",  # the oracle sees every snapshot the judge measures on
+        "32",  # the oracle optimises on 32 field snapshots of its own (not the judge's)
         "--truth-snapshots",
         "32",  # the judge: with 6 snapshots one area's cell-edge change read -15 % on one
         # seed and +20 % on another for the same CMs; 32+ agree (3 cells x ~7 UEs per snapshot)
