@@ -488,11 +488,11 @@ def _init(key: PRNGKeyArray, data: GraphBatch, config: TransferConfig) -> Surrog
 
 
 def _sup_loss(model, anchor, batches, aux):
-    return supervised_loss(model, batches[0], aux["w"], gamma=aux["gamma"])
+    return supervised_loss(model, batches[0], aux["w"], gamma=aux.get("gamma", False))
 
 
 def _sup_val(model, val, aux):
-    return supervised_loss(model, val, aux["w"], gamma=aux["gamma"])
+    return supervised_loss(model, val, aux["w"], gamma=aux.get("gamma", False))
 
 
 def _l2sp_loss(model, anchor, batches, aux):
@@ -699,15 +699,15 @@ def _domain_loss(model: _DannModel, batch: GraphBatch, label: float) -> Array:
 
 def _dann_loss(model, anchor, batches, aux):
     tb, cb = batches
-    task = supervised_loss(model.surrogate, tb, aux["wt"], gamma=aux["gamma"]) + supervised_loss(
-        model.surrogate, cb, aux["wc"], gamma=aux["gamma"]
-    )
+    task = supervised_loss(
+        model.surrogate, tb, aux["wt"], gamma=aux.get("gamma", False)
+    ) + supervised_loss(model.surrogate, cb, aux["wc"], gamma=aux.get("gamma", False))
     dom = 0.5 * (_domain_loss(model, tb, 0.0) + _domain_loss(model, cb, 1.0))
     return task + aux["lam"] * dom
 
 
 def _dann_val(model, val, aux):
-    return supervised_loss(model.surrogate, val, aux["wc"], gamma=aux["gamma"])
+    return supervised_loss(model.surrogate, val, aux["wc"], gamma=aux.get("gamma", False))
 
 
 def dann(key, twin, commercial, config, pretrained=None) -> Surrogate:
