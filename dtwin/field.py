@@ -230,9 +230,15 @@ def field_kpis(
     The same key gives the same snapshots for every CM (common random numbers), so differences
     between CMs are not drowned by sampling noise.
     """
-    keys = jax.random.split(key, n_snapshots)
+    return _pooled_kpis(jax.random.split(key, n_snapshots), field, cm, ues_per_cell)
+
+
+def _pooled_kpis(keys, field: FieldNetwork, cm, ues_per_cell: int, period_key=None) -> dict:
+    """Noise-free `field_snapshot_kpis` of the snapshots ``keys``, pooled by `period_kpis`."""
     per = jax.vmap(
-        lambda k: field_snapshot_kpis(k, field, cm, ues_per_cell=ues_per_cell, noisy=False)
+        lambda k: field_snapshot_kpis(
+            k, field, cm, ues_per_cell=ues_per_cell, noisy=False, period_key=period_key
+        )
     )(keys)
     return period_kpis(per, per["active_ues"])
 
@@ -278,14 +284,9 @@ def commercial_data(
             if snapshots_per_period == 1:
                 out = field_snapshot_kpis(k_snap, field, cm, ues_per_cell=ues_per_cell)
             else:
-                per = jax.vmap(
-                    lambda ks: field_snapshot_kpis(
-                        ks, field, cm, ues_per_cell=ues_per_cell, noisy=False, period_key=k_snap
-                    )
-                )(jax.random.split(k_snap, snapshots_per_period))
-                out = _counter_noise(
-                    jax.random.fold_in(k_snap, 2), field, period_kpis(per, per["active_ues"])
-                )
+                keys = jax.random.split(k_snap, snapshots_per_period)
+                pooled = _pooled_kpis(keys, field, cm, ues_per_cell, period_key=k_snap)
+                out = _counter_noise(jax.random.fold_in(k_snap, 2), field, pooled)
             out.update(cm)
             return out
 

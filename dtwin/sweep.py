@@ -216,16 +216,32 @@ def evaluate_period(
     snapshots_per_row: int = SNAPSHOTS_PER_PERIOD,
 ) -> dict[str, Float[Array, " cells"]]:
     """One data row: a reporting period of ``snapshots_per_row`` snapshots under ``cm``
-    (`sample_snapshot` + `evaluate_snapshot`, aggregated by `period_row`); with 1, a snapshot."""
+    (`sample_period` + `evaluate_snapshot`, aggregated by `period_row`); with 1, a snapshot."""
+    snaps = sample_period(key, network, area, ues_per_cell, cm, snapshots_per_row)
     if snapshots_per_row == 1:
-        return evaluate_snapshot(network, sample_snapshot(key, network, area, ues_per_cell, cm))
-    keys = jax.random.split(key, snapshots_per_row)
-    per = jax.vmap(
-        lambda k: evaluate_snapshot(
-            network, sample_snapshot(k, network, area, ues_per_cell, cm, period_key=key)
-        )
-    )(keys)
-    return period_row(per)
+        return evaluate_snapshot(network, snaps)
+    return period_row(jax.vmap(functools.partial(evaluate_snapshot, network))(snaps))
+
+
+def sample_period(
+    key: PRNGKeyArray,
+    network: Network,
+    area: AreaType,
+    ues_per_cell: int,
+    cm: dict[str, Float[Array, " cells"]],
+    snapshots_per_row: int = SNAPSHOTS_PER_PERIOD,
+) -> Snapshot:
+    """The snapshots of one reporting period under ``cm``, stacked on a leading axis of
+    ``snapshots_per_row`` (UE drops and channels from ``split(key)``, the period's hour and
+    traffic levels from ``key``); with 1, the single snapshot `sample_snapshot` draws from
+    ``key`` (no leading axis)."""
+    if snapshots_per_row < 1:
+        raise ValueError(f"snapshots_per_row must be >= 1, got {snapshots_per_row}")
+    if snapshots_per_row == 1:
+        return sample_snapshot(key, network, area, ues_per_cell, cm)
+    return jax.vmap(lambda k: sample_snapshot(k, network, area, ues_per_cell, cm, period_key=key))(
+        jax.random.split(key, snapshots_per_row)
+    )
 
 
 def period_row(per_snapshot: dict[str, Float[Array, "snapshots cells"]]) -> dict[str, Array]:
@@ -304,24 +320,17 @@ def make_batch_fn(
     Returns:
         ``(network, batch_fn)``.
     """
-    network = network_for_area(area, n_sites)
-    n_cells = network.n_cells
-
     if snapshots_per_row < 1:
         raise ValueError(f"snapshots_per_row must be >= 1, got {snapshots_per_row}")
+    network = network_for_area(area, n_sites)
+    n_cells = network.n_cells
 
     def links(key):
         k_cm, k_snap = jax.random.split(key)
         cm = sample_cm(k_cm, schema, n_cells, cm_sampling, local_max_steps)
-        if snapshots_per_row == 1:
-            snap = sample_snapshot(k_snap, network, area, ues_per_cell, cm)
-            return snap, snapshot_gain_db(network, snap)
-
-        def one(k):
-            snap = sample_snapshot(k, network, area, ues_per_cell, cm, period_key=k_snap)
-            return snap, snapshot_gain_db(network, snap)
-
-        return jax.vmap(one)(jax.random.split(k_snap, snapshots_per_row))
+        snaps = sample_period(k_snap, network, area, ues_per_cell, cm, snapshots_per_row)
+        gain = functools.partial(snapshot_gain_db, network)
+        return snaps, (gain(snaps) if snapshots_per_row == 1 else jax.vmap(gain)(snaps))
 
     snapshot_fn = functools.partial(evaluate_snapshot, network)
 

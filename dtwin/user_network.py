@@ -155,10 +155,10 @@ def user_sweep_rows(
     each row is a reporting period of ``snapshots_per_row`` snapshots
     (`dtwin.sweep.evaluate_period`). One compilation; chunks of ``chunk_size`` rows.
     """
-    if n_snapshots < 1 or chunk_size < 1:
+    if n_snapshots < 1 or chunk_size < 1 or snapshots_per_row < 1:
         raise ValueError(
-            f"user_sweep_rows: n_snapshots and chunk_size must be >= 1, got {n_snapshots}, "
-            f"{chunk_size}"
+            "user_sweep_rows: n_snapshots, chunk_size and snapshots_per_row must be >= 1, got "
+            f"{n_snapshots}, {chunk_size}, {snapshots_per_row}"
         )
     from tqdm.auto import tqdm
 

@@ -162,15 +162,16 @@ def pointwise_loss(
     targets: Float[Array, "... n_targets"],
     log_targets,
     *,
-    gamma: bool | Array = True,
+    gamma: bool | Array = False,
 ) -> Float[Array, "... n_targets"]:
-    """Per-element loss: squared error for linear targets, scaled Gamma deviance for log targets.
+    """Per-element loss: squared error in the model domain; with ``gamma``, a scaled Gamma
+    deviance for log targets instead.
 
-    For a log target the model predicts ``z = log mu``; the loss is twice the Gamma deviance
-    with log link, ``2 (y / mu - log(y / mu) - 1)``, which is ``(z - log y)^2`` to second order
-    but is minimised by ``mu = E[y | x]`` -- the *arithmetic* mean, as a period's KPI counter
-    averages over UEs -- whereas the squared error of ``log y`` is minimised by the geometric mean
-    (``exp E[log y]``, biased low by about ``var(log y) / 2`` for noisy per-snapshot KPIs).
+    For a log target the model predicts ``z = log mu``; the ``gamma`` loss is twice the Gamma
+    deviance with log link, ``2 (y / mu - log(y / mu) - 1)``, which is ``(z - log y)^2`` to
+    second order but is minimised by ``mu = E[y | x]`` -- the *arithmetic* mean, as a period's
+    KPI counter averages over UEs -- whereas the squared error of ``log y`` is minimised by the
+    geometric mean (``exp E[log y]``, biased low by about ``var(log y) / 2`` for noisy KPIs).
     """
     is_log = jnp.asarray(log_targets, bool)
     ly = to_model_domain(targets, log_targets)

@@ -110,7 +110,9 @@ def test_log_target_loss_is_minimised_by_the_arithmetic_mean():
     mu, s = 3.0, 1.1
     y = jnp.exp(mu + s * jax.random.normal(jax.random.PRNGKey(0), (200_000, 1)))
     zs = jnp.linspace(2.5, 4.5, 2001)
-    risk = jax.vmap(lambda z: pointwise_loss(jnp.full_like(y, z), y, (True,)).mean())(zs)
+    risk = jax.vmap(lambda z: pointwise_loss(jnp.full_like(y, z), y, (True,), gamma=True).mean())(
+        zs
+    )
     z_star = float(zs[jnp.argmin(risk)])
     assert abs(z_star - float(jnp.log(y.mean()))) < 2e-3
     assert abs(z_star - (mu + s**2 / 2)) < 0.02
@@ -118,7 +120,7 @@ def test_log_target_loss_is_minimised_by_the_arithmetic_mean():
     y1 = jnp.array([[5.0]])
     for dz in (1e-2, -1e-2):
         z = jnp.log(y1) + dz
-        np.testing.assert_allclose(pointwise_loss(z, y1, (True,)), dz**2, rtol=0.02)
+        np.testing.assert_allclose(pointwise_loss(z, y1, (True,), gamma=True), dz**2, rtol=0.02)
     np.testing.assert_allclose(
         pointwise_loss(jnp.array([[1.0]]), jnp.array([[3.0]]), (False,)), 4.0
     )
