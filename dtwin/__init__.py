@@ -61,12 +61,13 @@ from .network import (
     solve_load,
 )
 from .site_channel import SiteChannel, load_site_channels, save_site_channels
-from .sweep import SweepConfig, read_sweep, run_sweep, sample_snapshot
+from .sweep import DEFAULT_UE_CLUSTERING, SweepConfig, read_sweep, run_sweep, sample_snapshot
 from .throughput import cqi_from_sinr, pf_throughput_mbps, shannon_se, spectral_efficiency
 from .user_network import UserNetwork, network_from_cells, user_sweep_rows
 
 __all__ = [
     "SNAPSHOTS_PER_PERIOD",
+    "DEFAULT_UE_CLUSTERING",
     "period_kpis",
     "AREA_TYPES",
     "AreaType",

@@ -35,6 +35,10 @@ class AreaType:
         min_distance_2d_m: minimum BS-UE 2D distance (m).
         site_channel: optional site-specific pathloss offset and shadow-fading spreads fitted
             to a ray-traced sounding (`dtwin.site_channel`); ``None`` = the TR 38.901 tables.
+        ue_clustering: largest share (0-0.9) of the way a UE is pulled toward its cell's hotspot
+            (`dtwin.sweep.sample_population`): per reporting period every cell draws a hotspot
+            and a pull ``U(0, ue_clustering)``, a domain randomisation of where UEs gather, which
+            the twin does not know. 0 = the TR 38.901 uniform drop.
     """
 
     name: str
@@ -48,6 +52,17 @@ class AreaType:
     demand_mbps: tuple[float, float]
     min_distance_2d_m: float
     site_channel: SiteChannel | None = None
+    ue_clustering: float = 0.0
+
+    def __post_init__(self):
+        if not 0.0 <= self.ue_clustering <= 0.9:
+            raise ValueError(
+                f"area {self.name!r}: ue_clustering must lie in [0, 0.9], got {self.ue_clustering}"
+            )
+
+    def with_ue_clustering(self, ue_clustering: float) -> AreaType:
+        """This area type with randomised UE hotspots of pull up to ``ue_clustering``."""
+        return dataclasses.replace(self, ue_clustering=float(ue_clustering))
 
     def with_site_channel(self, site_channel: SiteChannel | None) -> AreaType:
         """This area type with a site-specific channel (``None`` removes it)."""

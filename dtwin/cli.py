@@ -150,6 +150,7 @@ def cmd_twin(args: argparse.Namespace) -> int:
         cm_sampling=args.cm_sampling,
         chunk_size=args.chunk_size,
         snapshots_per_row=args.snapshots_per_row,
+        ue_clustering=args.ue_clustering,
     )
     areas = list(cfg["areas"])
     if args.cells is not None:
@@ -172,6 +173,7 @@ def cmd_twin(args: argparse.Namespace) -> int:
         cm_sampling=cfg["cm_sampling"],
         local_max_steps=cfg["local_max_steps"],
         snapshots_per_row=cfg["snapshots_per_row"],
+        ue_clustering=cfg["ue_clustering"],
         seed=_seed(args),
         chunk_size=cfg["chunk_size"],
     )
@@ -235,6 +237,7 @@ def _twin_on_cells(args: argparse.Namespace, cfg: dict[str, Any]) -> int:
             cm_sampling=cfg["cm_sampling"],
             local_max_steps=int(cfg["local_max_steps"]),
             snapshots_per_row=int(cfg["snapshots_per_row"]),
+            ue_clustering=float(cfg["ue_clustering"]),
             chunk_size=int(cfg["chunk_size"]),
             progress=not args.quiet,
         )
@@ -683,6 +686,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--cm-sampling", choices=("broad", "local", "mixed"), help="CM sampling (dtwin.sample_cm)"
+    )
+    p.add_argument(
+        "--ue-clustering",
+        type=float,
+        help="largest pull of UEs toward random per-cell hotspots, 0-0.9 (0 = uniform drop)",
     )
     p.add_argument("--chunk-size", type=int, help="snapshots per Parquet chunk")
     p.add_argument("--max-chunks", type=int, help="stop after this many new chunks")

@@ -149,7 +149,8 @@ def _field_snapshot(key, field: FieldNetwork, cm, ues_per_cell: int, hour=None, 
     net = field.network
     k_snap, k_hour = jax.random.split(key)
     # The twin's population draw (no channel: the field draws its own after moving the UEs).
-    pop, sampled_hour = sample_population(k_snap, net, field.area, ues_per_cell, period_key)
+    uniform = dataclasses.replace(field.area, ue_clustering=0.0)  # the field has its own hotspots
+    pop, sampled_hour = sample_population(k_snap, net, uniform, ues_per_cell, period_key)
     hour = sampled_hour if hour is None else jnp.asarray(hour, jnp.float32)
     home = jnp.repeat(jnp.arange(field.n_cells), ues_per_cell)
     pull = field.gap * field.spec.hotspot_pull

@@ -27,7 +27,7 @@ from .cm import DEFAULT_CM_SCHEMA, CMSchema
 from .geometry import Topology
 from .kpi import SNAPSHOTS_PER_PERIOD
 from .network import Network
-from .sweep import evaluate_period, sample_cm, snapshot_key, to_rows
+from .sweep import DEFAULT_UE_CLUSTERING, evaluate_period, sample_cm, snapshot_key, to_rows
 
 
 @dataclasses.dataclass(frozen=True)
@@ -147,6 +147,7 @@ def user_sweep_rows(
     chunk_size: int = 128,
     schema: CMSchema = DEFAULT_CM_SCHEMA,
     progress: bool = False,
+    ue_clustering: float = DEFAULT_UE_CLUSTERING,
 ) -> dict[str, np.ndarray]:
     """Twin rows (one per cell per row ``0..n_snapshots-1``) of a user network.
 
@@ -154,6 +155,7 @@ def user_sweep_rows(
     independent of ``chunk_size``); the CM is sampled as `dtwin.sweep.sample_cm` ``cm_sampling``;
     each row is a reporting period of ``snapshots_per_row`` snapshots
     (`dtwin.sweep.evaluate_period`). One compilation; chunks of ``chunk_size`` rows.
+    ``ue_clustering``: randomised UE hotspots (`dtwin.areas.AreaType.ue_clustering`).
     """
     if n_snapshots < 1 or chunk_size < 1 or snapshots_per_row < 1:
         raise ValueError(
@@ -162,7 +164,7 @@ def user_sweep_rows(
         )
     from tqdm.auto import tqdm
 
-    net, area = user.network, user.area
+    net, area = user.network, user.area.with_ue_clustering(ue_clustering)
 
     def one(snapshot_id):
         k_cm, k_snap = jax.random.split(snapshot_key(seed, snapshot_id))

@@ -38,6 +38,7 @@ from dtwin.cm import DEFAULT_CM_SCHEMA, CMSchema
 from dtwin.field import FieldNetwork, commercial_data, field_kpis, make_field_network
 from dtwin.kpi import SNAPSHOTS_PER_PERIOD
 from dtwin.schema import TARGET_COLUMNS
+from dtwin.sweep import DEFAULT_UE_CLUSTERING
 from dtwin.site_channel import SiteChannel, load_site_channels
 from sim2real.dataset import GraphBatch, batch_from_arrays
 from sim2real.ensemble import predict
@@ -75,6 +76,7 @@ def twin_table(
     out_dir: str | Path | None = None,
     progress: bool = True,
     site_channel: SiteChannel | None = None,
+    ue_clustering: float = DEFAULT_UE_CLUSTERING,
 ) -> dict[str, np.ndarray]:
     """Twin CM-response rows of one area type (`dtwin.sweep`), one row per cell per snapshot.
 
@@ -95,6 +97,8 @@ def twin_table(
         progress: tqdm progress bar.
         site_channel: site-specific channel of the area (`dtwin.site_channel`, e.g. fitted to
             Sionna RT soundings by ``experiments.calibrate_materials``); in memory only.
+        ue_clustering: randomised UE hotspots (`dtwin.areas.AreaType.ue_clustering`; 0 =
+            uniform drop).
 
     Returns:
         Columnar table sorted by ``(snapshot_id, cell_id)``.
@@ -109,6 +113,7 @@ def twin_table(
         n_sites=n_sites,
         ues_per_cell=ues_per_cell,
         cm_sampling=cm_sampling,
+        ue_clustering=ue_clustering,
         snapshots_per_row=snapshots_per_row,
         seed=seed,
         chunk_size=min(int(chunk_size), int(n_snapshots)),
@@ -121,7 +126,7 @@ def twin_table(
         return {c: table.column(c).to_numpy(zero_copy_only=False) for c in table.column_names}
     from tqdm.auto import tqdm
 
-    at = area_type(area).with_site_channel(site_channel)
+    at = area_type(area).with_site_channel(site_channel).with_ue_clustering(ue_clustering)
     network, fn = make_batch_fn(
         at, n_sites, ues_per_cell, cm_sampling, 1, DEFAULT_CM_SCHEMA, snapshots_per_row
     )

@@ -35,7 +35,7 @@ from .dataset import (
     split_snapshots,
 )
 from .ensemble import make_ensemble, member, predict, predict_members
-from .graph import NeighbourGraph, neighbour_graph
+from .graph import NeighbourGraph, neighbour_graph, sector_coupling_db
 from .metrics import (
     ResponseFidelity,
     auc,
@@ -93,6 +93,7 @@ __all__ = [
     "mape",
     "member",
     "neighbour_graph",
+    "sector_coupling_db",
     "predict",
     "predict_kpis",
     "predict_members",

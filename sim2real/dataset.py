@@ -139,7 +139,7 @@ def batch_from_arrays(
     priors: Mapping[str, np.ndarray] | None = None,
     mask: np.ndarray | None = None,
     cell_id: np.ndarray | None = None,
-    k: int = 6,
+    k: int = 18,
     schema: CMSchema = DEFAULT_CM_SCHEMA,
     local_state: Sequence[str] = (),
 ) -> GraphBatch:
@@ -233,7 +233,7 @@ def batch_from_arrays(
 
 
 def build_batch(
-    measurements: Measurements, *, k: int = 6, schema: CMSchema = DEFAULT_CM_SCHEMA
+    measurements: Measurements, *, k: int = 18, schema: CMSchema = DEFAULT_CM_SCHEMA
 ) -> GraphBatch:
     """Scatter validated `Measurements` rows into a dense `GraphBatch` over (period, cell).
 

@@ -137,7 +137,7 @@ class ResponsePart(eqx.Module):
             2 * n_cm + N_EDGE_FEATURES, n_message, hidden, depth, activation=jax.nn.silu, key=k1
         )
         self.head = eqx.nn.MLP(
-            embed + n_cm + n_message, n_targets, hidden, depth, activation=jax.nn.silu, key=k2
+            embed + n_cm + 2 * n_message, n_targets, hidden, depth, activation=jax.nn.silu, key=k2
         )
 
     def embed(
@@ -159,7 +159,9 @@ class ResponsePart(eqx.Module):
         msg = jax.vmap(jax.vmap(self.message))(edges)
         w = neighbour_mask.astype(msg.dtype)[..., None]
         agg = (msg * w).sum(axis=1) / jnp.maximum(w.sum(axis=1), 1.0)
-        return jax.vmap(self.head)(jnp.concatenate([embedding, cm_unit, agg], axis=-1))
+        strength = w * 10.0 ** edge_features[..., -1:]
+        total = (msg * strength).sum(axis=1)
+        return jax.vmap(self.head)(jnp.concatenate([embedding, cm_unit, agg, total], axis=-1))
 
     def __call__(
         self,

@@ -50,6 +50,7 @@ def test_defaults_match_library_defaults():
         ("cm_sampling", "cm_sampling"),
         ("chunk_size", "chunk_size"),
         ("local_max_steps", "local_max_steps"),
+        ("ue_clustering", "ue_clustering"),
     ]:
         assert c["twin"][key] == getattr(s, field), key
     for key in ("n_models", "twin_steps", "commercial_steps", "batch_snapshots"):

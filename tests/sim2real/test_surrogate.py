@@ -16,6 +16,7 @@ from sim2real import (
     make_ensemble,
     member,
     neighbour_graph,
+    sector_coupling_db,
     predict,
     predict_kpis,
     response_filter,
@@ -35,6 +36,7 @@ def test_neighbour_graph_geometry():
         np.array([0.0, 90.0, 0.0, 180.0]),
         np.array([0, 0, 1, 2]),
         k=1,
+        rank="distance",
     )
     chex.assert_shape(g.index, (4, 2))
     # cell 0: co-site cell 1 first (bearing = its boresight - own = 90), then cell 2 (north: 90)
@@ -49,8 +51,35 @@ def test_neighbour_graph_geometry():
     # cell 2 (north, boresight east): site A lies south -> -90 deg
     np.testing.assert_allclose(g.bearing_deg[2, 0], -90.0, atol=1e-4)
     ef = g.edge_features()
-    chex.assert_shape(ef, (4, 2, 4))
+    chex.assert_shape(ef, (4, 2, 5))
     np.testing.assert_allclose(ef[3, 1], 0.0)
+
+
+def test_neighbour_graph_coupling_rank():
+    # The layout above. Cell 0's sector centre lies 500 m east of site A (half the 1 km to the
+    # nearest other site). Cell 3 (2 km east, facing west) sees it on boresight at 1.5 km:
+    # -35 log10(1500) dB; cell 2 (1 km north, facing east) at 1118 m, 63.4 deg off boresight:
+    # -12 (63.43/65)^2 - 35 log10(1118) dB, 6.9 dB weaker. Coupling therefore picks cell 3,
+    # distance picks cell 2.
+    args = (
+        np.array([0.0, 0.0, 0.0, 2000.0]),
+        np.array([0.0, 0.0, 1000.0, 0.0]),
+        np.array([0.0, 90.0, 0.0, 180.0]),
+        np.array([0, 0, 1, 2]),
+    )
+    g = neighbour_graph(*args, k=1)
+    np.testing.assert_array_equal(g.index[0], [1, 3])
+    own = -35.0 * np.log10(500.0)
+    np.testing.assert_allclose(g.coupling_db[0, 1], -35.0 * np.log10(1500.0) - own, atol=1e-3)
+    c = sector_coupling_db(*args)
+    phi = np.rad2deg(np.arctan2(-1000.0, 500.0))
+    expect = -12.0 * (phi / 65.0) ** 2 - 35.0 * np.log10(np.hypot(500.0, 1000.0))
+    np.testing.assert_allclose(c[0, 2], expect, atol=1e-6)
+    assert neighbour_graph(*args, k=1, rank="distance").index[0, 1] == 2
+    # the relative coupling is the fifth edge feature, in units of 10 dB
+    np.testing.assert_allclose(g.edge_features()[0, 1, 4], (-35.0 * np.log10(3.0)) / 10, atol=1e-4)
+    with pytest.raises(ValueError, match="rank"):
+        neighbour_graph(*args, k=1, rank="nearest")
 
 
 def test_neighbour_graph_bad_input():
