@@ -206,3 +206,48 @@ def test_mixed_cm_sampling_covers_default_and_broad():
     assert 0.35 < share.mean() < 0.65
     with pytest.raises(ValueError, match="mixed"):
         sample_cm(keys[0], S, n, "everywhere")
+
+
+def test_ue_clustering_pulls_each_cells_ues_toward_one_hotspot():
+    """Clustered UEs = uniform drop + p (hotspot - x) per cell (same key): recover p and the
+    hotspot per cell by least squares and check them against the documented ranges."""
+    import dataclasses
+
+    import jax
+
+    from dtwin.areas import area_type, network_for_area
+    from dtwin.sweep import SweepConfig, sample_population
+
+    area = area_type("urban")
+    net = network_for_area(area, 1)
+    key = jax.random.PRNGKey(3)
+    upc = 10
+    uni, _ = sample_population(key, net, area, upc)
+    same, _ = sample_population(key, net, area.with_ue_clustering(0.0), upc)
+    np.testing.assert_array_equal(np.asarray(uni.ues.xy_m), np.asarray(same.ues.xy_m))
+    clu, _ = sample_population(key, net, area.with_ue_clustering(0.9), upc)
+    x = np.asarray(uni.ues.xy_m, np.float64).reshape(net.n_cells, upc, 2)
+    y = np.asarray(clu.ues.xy_m, np.float64).reshape(net.n_cells, upc, 2)
+    topo = net.topology
+    for c in range(net.n_cells):
+        # y = (1 - p) x + p h: linear in (a = 1 - p, b = p h)
+        a_mat = np.zeros((2 * upc, 3))
+        a_mat[:, 0] = x[c].reshape(-1)
+        a_mat[0::2, 1] = 1.0
+        a_mat[1::2, 2] = 1.0
+        sol, *_ = np.linalg.lstsq(a_mat, y[c].reshape(-1), rcond=None)
+        np.testing.assert_allclose(a_mat @ sol, y[c].reshape(-1), atol=1e-2)
+        p = 1.0 - sol[0]
+        assert 0.0 <= p <= 0.9 + 1e-4, p
+        if p > 0.05:  # the hotspot is identifiable
+            h = sol[1:] / p
+            d = h - np.asarray(topo.site_xy_m)[int(topo.cell_site[c])]
+            dist = np.hypot(*d)
+            assert 0.15 * area.isd_m - 1.0 <= dist <= 0.55 * area.isd_m + 1.0, dist
+    # the other draws (indoor state, demand, activity) are unchanged
+    np.testing.assert_array_equal(np.asarray(uni.demand_mbps), np.asarray(clu.demand_mbps))
+    np.testing.assert_array_equal(np.asarray(uni.weight), np.asarray(clu.weight))
+    with pytest.raises(ValueError, match="ue_clustering"):
+        area.with_ue_clustering(1.5)
+    with pytest.raises(ValueError, match="ue_clustering"):
+        dataclasses.replace(SweepConfig(), ue_clustering=-0.1)
