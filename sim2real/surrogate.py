@@ -10,8 +10,10 @@ positive rates/volumes, see `sim2real.dataset.is_log_target`):
   ``base`` maps it to the KPI level at the reference (default) CM, and ``offset``/``log_scale``
   are the per-target output calibration of that level. Together: `EnvironmentPart`.
 * ``r`` is the **response** to configuration: own CM ``x_c`` (in [0, 1]) and the aggregated
-  neighbour message ``m_c = mean_{j in N(c)} phi(x_c, x_j, edge_cj)`` over the neighbour graph
-  (one message-passing layer, Gilmer et al. 2017, arXiv:1704.01212), conditioned on the
+  neighbour messages ``phi(x_c, x_j, edge_cj)`` over the neighbour graph (one message-passing
+  layer, Gilmer et al. 2017, arXiv:1704.01212): their mean and their sum weighted by each
+  neighbour's linear relative coupling at the cell's sector centre (`sim2real.graph`; the sum
+  reads like an interference total), conditioned on the
   response part's *own* state embedding ``h_c`` and scaled by its own ``log_gain``. Subtracting
   the same network at the reference CM makes it a pure KPI *change* (zero at the default CM), so
   the two parts are identifiable: the environment fixes the level, the response the CM
@@ -103,8 +105,9 @@ class ResponsePart(eqx.Module):
 
     Attributes:
         encoder: MLP ``[n_state + n_static] -> [embed]``, the response's own state embedding.
-        message: MLP ``[2 n_cm + 4] -> [n_message]``, one message per (cell, neighbour) edge.
-        head: MLP ``[embed + n_cm + n_message] -> [n_targets]``.
+        message: MLP ``[2 n_cm + 5] -> [n_message]``, one message per (cell, neighbour) edge.
+        head: MLP ``[embed + n_cm + 2 n_message] -> [n_targets]`` (mean and coupling-weighted
+            sum of the messages).
         log_gain: ``[n_targets]`` log of the per-target response scale.
     """
 
