@@ -149,7 +149,7 @@ def _field_snapshot(key, field: FieldNetwork, cm, ues_per_cell: int, hour=None, 
     net = field.network
     k_snap, k_hour = jax.random.split(key)
     # The twin's population draw (no channel: the field draws its own after moving the UEs).
-    uniform = dataclasses.replace(field.area, ue_clustering=0.0)  # the field has its own hotspots
+    uniform = field.area.with_ue_clustering(0.0)  # the field adds its own hidden hotspots
     pop, sampled_hour = sample_population(k_snap, net, uniform, ues_per_cell, period_key)
     hour = sampled_hour if hour is None else jnp.asarray(hour, jnp.float32)
     home = jnp.repeat(jnp.arange(field.n_cells), ues_per_cell)

@@ -105,13 +105,11 @@ class SweepConfig:
         if not self.areas:
             raise ValueError("areas must name at least one area type")
         for a in self.areas:
-            area_type(a)
+            area_type(a).with_ue_clustering(self.ue_clustering)  # validates both
         if self.snapshots_per_row < 1:
             raise ValueError(f"snapshots_per_row must be >= 1, got {self.snapshots_per_row}")
         if self.ues_per_cell <= 0:
             raise ValueError(f"ues_per_cell must be > 0, got {self.ues_per_cell}")
-        if not 0.0 <= self.ue_clustering <= 0.9:
-            raise ValueError(f"ue_clustering must lie in [0, 0.9], got {self.ue_clustering}")
 
     @property
     def n_chunks(self) -> int:
@@ -172,7 +170,8 @@ def sample_population(
     )
     if area.ue_clustering > 0.0:
         src = key if period_key is None else period_key
-        ues = _pull_to_hotspots(jax.random.fold_in(src, _HOTSPOT_SALT), ues, topo, area, ues_per_cell)
+        k_hot = jax.random.fold_in(src, _HOTSPOT_SALT)
+        ues = _pull_to_hotspots(k_hot, ues, topo, area, ues_per_cell)
     hour = jax.random.randint(k_hour, (), 0, 24).astype(jnp.float32)
     act = diurnal_activity(hour)
     lo, hi = area.active_ues_per_cell

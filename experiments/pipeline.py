@@ -38,8 +38,8 @@ from dtwin.cm import DEFAULT_CM_SCHEMA, CMSchema
 from dtwin.field import FieldNetwork, commercial_data, field_kpis, make_field_network
 from dtwin.kpi import SNAPSHOTS_PER_PERIOD
 from dtwin.schema import TARGET_COLUMNS
-from dtwin.sweep import DEFAULT_UE_CLUSTERING
 from dtwin.site_channel import SiteChannel, load_site_channels
+from dtwin.sweep import DEFAULT_UE_CLUSTERING
 from sim2real.dataset import GraphBatch, batch_from_arrays
 from sim2real.ensemble import predict
 from sim2real.transfer import METHODS, TransferConfig, fit, pretrain_twin

@@ -41,7 +41,7 @@ import numpy as np
 from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray, PyTree
 
 from .dataset import GraphBatch, from_model_domain, to_model_domain
-from .graph import N_EDGE_FEATURES
+from .graph import EDGE_COUPLING, N_EDGE_FEATURES
 
 
 class EnvironmentPart(eqx.Module):
@@ -162,7 +162,7 @@ class ResponsePart(eqx.Module):
         msg = jax.vmap(jax.vmap(self.message))(edges)
         w = neighbour_mask.astype(msg.dtype)[..., None]
         agg = (msg * w).sum(axis=1) / jnp.maximum(w.sum(axis=1), 1.0)
-        strength = w * 10.0 ** edge_features[..., -1:]
+        strength = w * 10.0 ** edge_features[..., EDGE_COUPLING, None]
         total = (msg * strength).sum(axis=1)
         return jax.vmap(self.head)(jnp.concatenate([embedding, cm_unit, agg, total], axis=-1))
 

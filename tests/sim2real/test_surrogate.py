@@ -16,10 +16,10 @@ from sim2real import (
     make_ensemble,
     member,
     neighbour_graph,
-    sector_coupling_db,
     predict,
     predict_kpis,
     response_filter,
+    sector_coupling_db,
 )
 from sim2real.dataset import to_model_domain
 from sim2real.ensemble import stack
