@@ -22,9 +22,15 @@ suburban: UMa with few UEs; `dtwin.areas`):
    ``--guardrails cell`` applies them to every cell, which in a jointly optimised area blocks
    almost every change):
 
-   * ``sim2real``: gradient search (`opt.search`) through the Sim2Real surrogate (the method);
+   * ``sim2real_anchored`` (the method): gradient search (`opt.search`) through the Sim2Real
+     surrogate anchored to the Digital Twin (`opt.AnchoredPredictor`): the surrogate's level
+     and uncertainty (adapted to the area's commercial data) with the twin simulation's relative
+     CM response (`opt.twin_predictor`, the twin's own snapshots; ``--anchor-weight`` blends in
+     the surrogate's response);
+   * ``sim2real`` (ablation): gradient search through the Sim2Real surrogate alone;
+   * ``twin_simulation``: gradient search through the twin simulation alone (its own level);
    * ``random_search``, ``coordinate_descent``, ``cma_es``: derivative-free baselines through the
-     same surrogate, on a comparable evaluation budget (`opt.baselines`);
+     method's predictor, on a comparable evaluation budget (`opt.baselines`);
    * ``commercial_only``, ``twin_only``: gradient search through those surrogates;
    * ``oracle``: gradient search directly on the stand-in's soft (differentiable) simulation
      with std = 0 -- the upper bound, impossible on a real network;
@@ -48,7 +54,8 @@ Reference study: 131.96 -> 141.56 Mbps (+7.36 %) overall; metro +7.3 %, urban +1
 suburban +12.5 %.
 
 Outputs ``results/field_trial.json`` (`experiments.meta.write_result`), ``field_trial.md``
-and ``field_trial.png``::
+and ``field_trial.png``; while it runs, ``field_trial.partial.json`` holds every finished area
+(removed at the end)::
 
     python -m experiments.field_trial --small   # CI size (1 site per area)
     python -m experiments.field_trial           # default: 7 sites, ~10 CPU-minutes (2-core CPU)
@@ -64,17 +71,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Float
 
 import opt
+from dtwin.areas import area_type, network_for_area
 from dtwin.cm import DEFAULT_CM_SCHEMA
 from dtwin.field import FieldNetwork, _field_cm, _field_snapshot
-from dtwin.kpi import period_kpis
-from dtwin.network import Network, cell_kpis, simulate
+from dtwin.sweep import DEFAULT_UE_CLUSTERING
 from experiments.meta import write_result
 from experiments.pipeline import (
     batches,
@@ -95,7 +100,9 @@ TARGETS: tuple[str, ...] = ("dl_throughput_mbps", "cell_edge_throughput_mbps", "
 
 SURROGATES: tuple[str, ...] = ("sim2real", "commercial_only", "twin_only")
 METHODS: tuple[str, ...] = (
+    "sim2real_anchored",
     "sim2real",
+    "twin_simulation",
     "random_search",
     "coordinate_descent",
     "cma_es",
@@ -104,6 +111,15 @@ METHODS: tuple[str, ...] = (
     "oracle",
 )
 """Recommenders compared: the method first, the oracle (upper bound) last."""
+
+ANCHOR_WEIGHT = 0.5
+"""``sim2real_anchored``'s surrogate share of the CM response (`opt.AnchoredPredictor`)."""
+
+METHOD = "sim2real_anchored"
+"""The method under trial (the headline of the outputs)."""
+ABLATIONS: tuple[str, ...] = ("sim2real",)
+"""Parts of the method shown for insight, not competing baselines (gain per risk is compared
+with every other recommender)."""
 
 REFERENCE = {
     "overall_before_mbps": 131.96,
@@ -119,6 +135,7 @@ SIZES: dict[str, dict[str, Any]] = {
     "small": dict(
         sites=1,
         twin_snapshots=96,
+        twin_sim_snapshots=8,
         periods=64,
         members=2,
         twin_steps=150,
@@ -134,6 +151,7 @@ SIZES: dict[str, dict[str, Any]] = {
     "default": dict(
         sites=7,
         twin_snapshots=256,
+        twin_sim_snapshots=32,
         periods=128,
         members=3,
         twin_steps=400,
@@ -149,6 +167,7 @@ SIZES: dict[str, dict[str, Any]] = {
     "full": dict(  # the reference study's 100,000 rows each (21 cells per snapshot)
         sites=7,
         twin_snapshots=4800,
+        twin_sim_snapshots=128,
         periods=4800,
         members=5,
         twin_steps=1500,
@@ -165,73 +184,44 @@ SIZES: dict[str, dict[str, Any]] = {
 
 
 # --------------------------------------------------------------------------- the oracle
-class _FieldOracle(eqx.Module):
+def _field_oracle(field: FieldNetwork, n_snapshots: int, seed: int) -> opt.SimulatorPredictor:
     """The stand-in itself as an `opt` predictor (std = 0): the upper bound.
 
     It knows the field exactly (every hidden deviation, its traffic), but not the trial's
-    measurement snapshots: it optimises on snapshots of its own (populations and channels drawn
-    once from the field, as `dtwin.field.field_kpis` draws them; they do not depend on the CM),
-    disjoint from the judge's, so its gain is what knowing the field buys, not a fit to the
-    judge's particular UE positions (an oracle on the judge's own 64 snapshots reached +27.8 %,
-    partly by such a fit). A CM is realised as the field realises it
-    (`dtwin.field`: tilt installation errors, antenna-gain and pathloss offsets as power
-    offsets, all additive). Values are the field's exact (hard-association) KPIs on those
-    snapshots; gradients are those of the soft simulation (soft association, smooth SE curve),
-    passed straight through: ``soft + stop_gradient(hard − soft)``, both aggregated over the
-    snapshots as one reporting period (`dtwin.kpi.period_kpis`, as `field_truth`). Only arrays
-    and the network are kept (no static area), so areas with the same scenario share one
-    compilation.
+    measurement snapshots: it optimises on ``n_snapshots`` snapshots of its own drawn with
+    ``seed`` (populations and channels drawn once from the field, as `dtwin.field.field_kpis`
+    draws them; they do not depend on the CM), disjoint from the judge's, so its gain is what
+    knowing the field buys, not a fit to the judge's particular UE positions (an oracle on the
+    judge's own 64 snapshots reached +27.8 %, partly by such a fit). A CM is realised as the
+    field realises it (`dtwin.field`: tilt installation errors, antenna-gain and pathloss
+    offsets as power offsets, all additive). Values are the field's exact (hard-association)
+    KPIs; gradients those of the soft simulation (`opt.SimulatorPredictor`). Only arrays and the
+    network are kept (no static area), so areas with the same scenario share one compilation.
     """
-
-    network: Network
-    tilt_offset_deg: Float[Array, " cells"]
-    power_offset_db: Float[Array, " cells"]
-    population: Any
-    channel: Any
-
-    def __call__(self, cm: Mapping[str, Float[Array, " cells"]]) -> opt.Prediction:
-        real_cm = dict(cm)
-        real_cm["tilt_deg"] = cm["tilt_deg"] + self.tilt_offset_deg
-        real_cm["tx_power_dbm"] = cm["tx_power_dbm"] + self.power_offset_db
-
-        def one(pop, ch, hard):
-            res = simulate(self.network, pop, ch, real_cm, hard=hard)
-            k = {n: v for n, v in cell_kpis(self.network, pop, res).items() if n in TARGETS}
-            return k, jnp.sum(res.serving_prob * pop.weight[:, None], axis=0)
-
-        soft = period_kpis(*jax.vmap(lambda p, c: one(p, c, False))(self.population, self.channel))
-        hard = period_kpis(*jax.vmap(lambda p, c: one(p, c, True))(self.population, self.channel))
-        return opt.Prediction.deterministic(
-            {n: soft[n] + jax.lax.stop_gradient(hard[n] - soft[n]) for n in TARGETS}
-        )
-
-
-def _field_oracle(field: FieldNetwork, n_snapshots: int, seed: int) -> _FieldOracle:
-    """The oracle on ``n_snapshots`` field snapshots drawn with ``seed`` (keys as
-    `dtwin.field.field_kpis`; give a seed the judge does not use)."""
     keys = jax.random.split(jax.random.PRNGKey(seed), n_snapshots)
     cm0 = DEFAULT_CM_SCHEMA.default(field.n_cells)
     pop, ch, _ = jax.vmap(lambda k: _field_snapshot(k, field, cm0, 10))(keys)
     zero = {n: jnp.zeros((field.n_cells,), jnp.float32) for n in DEFAULT_CM_SCHEMA.names}
     offset = _field_cm(field, zero)  # the field's (additive) realisation of a CM
     eff = 1.0 + field.gap * (field.spec.efficiency - 1.0)
-    return _FieldOracle(
+    return opt.SimulatorPredictor(
         dataclasses.replace(field.network, efficiency=eff),
-        offset["tilt_deg"],
-        offset["tx_power_dbm"],
         pop,
         ch,
+        offset["tilt_deg"],
+        offset["tx_power_dbm"],
+        TARGETS,
     )
 
 
 # --------------------------------------------------------------------------- one area
 def _recommend(method, key, predictors, oracle, current, safety, search_cfg, n_evals):
     """The recommended CM of one method (`opt.Recommendation`)."""
-    if method in ("sim2real", "commercial_only", "twin_only"):
+    if method in predictors:
         return opt.search(key, predictors[method], current, safety=safety, config=search_cfg)
     if method == "oracle":
         return opt.search(key, oracle, current, safety=safety, config=search_cfg)
-    p = predictors["sim2real"]
+    p = predictors[METHOD]  # the derivative-free baselines search the method's own predictor
     if method == "random_search":
         return opt.random_search(key, p, current, n_evals=n_evals, safety=safety)
     if method == "coordinate_descent":
@@ -325,9 +315,21 @@ def run_area(area: str, args: argparse.Namespace, log=print) -> dict[str, Any]:
     n_ctx = min(args.context, cb.n_snapshots)
     context = cb.take(np.arange(cb.n_snapshots - n_ctx, cb.n_snapshots))
     predictors = {m: ensemble_predictor(models[m], context) for m in SURROGATES}
+    current = DEFAULT_CM_SCHEMA.default(field.n_cells)  # the CM in force in the commercial data
+    # the twin itself as a predictor: its simulation on snapshots of its own (not the field's)
+    at_twin = area_type(area).with_site_channel(site_twin).with_ue_clustering(DEFAULT_UE_CLUSTERING)
+    predictors["twin_simulation"] = opt.twin_predictor(
+        jax.random.PRNGKey(seed + 30_000),
+        network_for_area(at_twin, args.sites),
+        at_twin,
+        args.twin_sim_snapshots,
+        kpis=TARGETS,
+    )
+    predictors["sim2real_anchored"] = opt.AnchoredPredictor(
+        predictors["sim2real"], predictors["twin_simulation"], current, args.anchor_weight
+    )
     truth_seed = seed + 10_000  # fresh snapshots: no training data used this seed
     oracle = _field_oracle(field, args.oracle_snapshots, seed + 20_000)  # not the judge's
-    current = DEFAULT_CM_SCHEMA.default(field.n_cells)  # the CM in force in the commercial data
     # Defaults (trust region, κ, no-change rule) with the guardrails on area means, the criterion
     # this trial judges an area by; per-cell violations are still counted below.
     # The optimiser keeps a safety buffer: its guardrail margins are ``--margin-factor`` times
@@ -454,8 +456,10 @@ def markdown(results: Mapping[str, Any]) -> str:
     lines = [
         "# Field trial on the stand-in (synthetic)",
         "",
-        f"CM recommended by **{main}** (gradient search through the Sim2Real surrogate, default "
-        "safety settings), applied to the field stand-in and measured exactly on fresh "
+        f"CM recommended by **{main}** (gradient search through the Sim2Real surrogate's level "
+        "plus a blend of its and the Digital Twin's CM response, surrogate share "
+        f"{results.get('anchor_weight')}; "
+        "default safety settings), applied to the field stand-in and measured exactly on fresh "
         "snapshots. DL throughput = mean over cells of `dl_throughput_mbps`.",
         "",
         "| area | before (Mbps) | after (Mbps) | gain % | oracle gain % | share of oracle | "
@@ -584,6 +588,13 @@ def _parser() -> argparse.ArgumentParser:
         help="site_channel.json from calibrate_materials: twin and field of the matching area "
         "use the site-specific channel",
     )
+    ap.add_argument(
+        "--anchor-weight",
+        type=float,
+        default=ANCHOR_WEIGHT,
+        help="sim2real_anchored: the surrogate's share of the CM response (0 = the twin's "
+        "response added to the surrogate's level, 1 = the surrogate alone; opt.AnchoredPredictor)",
+    )
     ap.add_argument("--areas", default=",".join(AREAS), help="comma-separated area types")
     ap.add_argument("--methods", default=",".join(METHODS), help=f"subset of {','.join(METHODS)}")
     ap.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -610,8 +621,11 @@ def main(argv=None) -> dict[str, Any]:
     bad = [m for m in args.methods if m not in METHODS]
     if bad:
         ap.error(f"--methods: unknown {bad}; choose from {list(METHODS)}")
-    if "sim2real" not in args.methods:
-        ap.error("--methods must include sim2real (the method under trial)")
+    for need in (METHOD, *ABLATIONS):
+        if need not in args.methods:
+            ap.error(f"--methods must include {need} (the method under trial and its parts)")
+    if not 0.0 <= args.anchor_weight <= 1.0:
+        ap.error(f"--anchor-weight must be in [0, 1], got {args.anchor_weight}")
     if args.sites not in (1, 7, 19):
         ap.error(f"--sites must be 1, 7 or 19, got {args.sites}")
     for k in (
@@ -630,18 +644,25 @@ def main(argv=None) -> dict[str, Any]:
 
     from tqdm.auto import tqdm
 
+    config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+    partial = args.out / "field_trial.partial.json"
     areas: dict[str, Any] = {}
     bar = tqdm(args.areas, desc="field trial", disable=args.quiet)
     for area in bar:
         bar.set_postfix_str(area)
         areas[area] = run_area(area, args, log=tqdm.write)
+        # each finished area is kept, so a run stopped part-way loses only the area in progress
+        write_result(
+            partial, {"size": args.size, "areas": areas}, config=config, seed=args.seed, t0=t0
+        )
     methods = [m for m in METHODS if m in args.methods]
     ov = overall(areas, methods)
-    s = ov["sim2real"]
-    baselines = [m for m in methods if m not in ("sim2real", "oracle")]
+    s = ov[METHOD]
+    baselines = [m for m in methods if m not in (METHOD, *ABLATIONS, "oracle")]
     results = {
         "size": args.size,
-        "method": "sim2real",
+        "method": METHOD,
+        "anchor_weight": args.anchor_weight,
         "summary": {
             "before_mbps": s["before_mbps"],
             "after_mbps": s["after_mbps"],
@@ -669,8 +690,8 @@ def main(argv=None) -> dict[str, Any]:
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "field_trial.md").write_text(markdown(results))
     figure(results, args.out / "field_trial.png")
-    config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
     write_result(args.out / "field_trial.json", results, config=config, seed=args.seed, t0=t0)
+    partial.unlink(missing_ok=True)
     print(markdown(results))
     return results
 

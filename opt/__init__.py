@@ -7,6 +7,8 @@
 * `opt.constrained`: augmented Lagrangian with projected optax steps.
 * `opt.policy`: amortised CM selection policy trained through a predictor.
 * `opt.baselines`: random search, coordinate descent, CMA-ES on the same budget.
+* `opt.simulator`: the differentiable Digital Twin as a predictor (`SimulatorPredictor`,
+  `twin_predictor`) and the surrogate anchored to the twin's CM response (`AnchoredPredictor`).
 """
 
 from .baselines import CMAState, cma_es, cma_es_minimise, coordinate_descent, random_search
@@ -48,8 +50,12 @@ from .search import (
     search,
     search_areas,
 )
+from .simulator import AnchoredPredictor, SimulatorPredictor, twin_predictor
 
 __all__ = [
+    "AnchoredPredictor",
+    "SimulatorPredictor",
+    "twin_predictor",
     "EnsemblePredictor",
     "ensemble_predictor",
     "predict_candidates",
