@@ -60,6 +60,9 @@ and ``field_trial.png``; while it runs, ``field_trial.partial.json`` holds every
     python -m experiments.field_trial --small   # CI size (1 site per area)
     python -m experiments.field_trial           # default: 7 sites, ~10 CPU-minutes (2-core CPU)
     python -m experiments.field_trial --full    # reference-study data sizes (GPU advised)
+    # or one area per process / machine, then merged:
+    python -m experiments.field_trial --full --areas metro --out runs/metro   # (x3 areas)
+    python -m experiments.field_trial --combine runs/*/field_trial.json --out results
 """
 
 from __future__ import annotations
@@ -553,6 +556,92 @@ def figure(results: Mapping[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
+def summarise(
+    areas: Mapping[str, Any],
+    methods,
+    *,
+    size: str,
+    anchor_weight: float,
+    transfer_config: Mapping[str, Any],
+) -> dict[str, Any]:
+    """The trial's results from its per-area results (`run_area`): overall, summary, reference."""
+    ov = overall(areas, methods)
+    s = ov[METHOD]
+    baselines = [m for m in methods if m not in (METHOD, *ABLATIONS, "oracle")]
+    return {
+        "size": size,
+        "method": METHOD,
+        "anchor_weight": anchor_weight,
+        "summary": {
+            "before_mbps": s["before_mbps"],
+            "after_mbps": s["after_mbps"],
+            "gain_pct": s["gain_pct"],
+            "oracle_gain_pct": ov.get("oracle", {}).get("gain_pct"),
+            "share_of_oracle": s.get("share_of_oracle"),
+            "guardrail_violations": s["guardrail_violations"],
+            "best_gain_per_risk": bool(
+                all(s["gain_per_risk"] > ov[m]["gain_per_risk"] for m in baselines)
+            ),
+        },
+        "areas": dict(areas),
+        "overall": ov,
+        "reference": REFERENCE,
+        "risk_definition": "gain_pct / (1 + guardrail_degradation + mean_abs_change_steps); "
+        "guardrail_degradation = max(0, coverage drop in pp) + max(0, cell-edge drop in %)",
+        "transfer_config": dict(transfer_config),
+    }
+
+
+def combine(paths, out: Path) -> dict[str, Any]:
+    """Merge field-trial JSONs of disjoint areas (e.g. one ``--areas`` run per machine or GPU
+    process) into one trial, written to ``out`` as a normal run's outputs.
+
+    Each path is a ``field_trial.json`` or ``field_trial.partial.json`` (its finished areas).
+    Raises ``ValueError`` if the runs differ in size, seed, anchor weight or methods, or share an
+    area.
+    """
+    import json
+
+    t0 = time.perf_counter()
+    areas: dict[str, Any] = {}
+    first = None
+    for p in map(Path, paths):
+        rec = json.loads(p.read_text())
+        cfg, res = rec["config"], rec["results"]
+        key = {k: cfg.get(k) for k in ("size", "seed", "anchor_weight", "methods", "sites")}
+        if first is None:
+            first = (key, cfg)
+        elif key != first[0]:
+            raise ValueError(f"combine: {p} was run with {key}, the first file with {first[0]}")
+        dup = set(res["areas"]) & set(areas)
+        if dup:
+            raise ValueError(f"combine: area(s) {sorted(dup)} of {p} appear in an earlier file")
+        areas.update(res["areas"])
+    if first is None:
+        raise ValueError("combine: no files given")
+    key, cfg = first
+    methods = [m for m in METHODS if m in key["methods"]]
+    results = summarise(
+        areas,
+        methods,
+        size=key["size"],
+        anchor_weight=key["anchor_weight"],
+        transfer_config=config_dict(
+            TransferConfig(
+                n_models=cfg["members"],
+                twin_steps=cfg["twin_steps"],
+                commercial_steps=cfg["commercial_steps"],
+            )
+        ),
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "field_trial.md").write_text(markdown(results))
+    figure(results, out / "field_trial.png")
+    config = dict(cfg, areas=list(areas), combined_from=[str(p) for p in paths], out=str(out))
+    write_result(out / "field_trial.json", results, config=config, seed=key["seed"], t0=t0)
+    return results
+
+
 # --------------------------------------------------------------------------- entry point
 def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
@@ -598,6 +687,14 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--areas", default=",".join(AREAS), help="comma-separated area types")
     ap.add_argument("--methods", default=",".join(METHODS), help=f"subset of {','.join(METHODS)}")
     ap.add_argument("--quiet", action="store_true", help="no progress bars")
+    ap.add_argument(
+        "--combine",
+        nargs="+",
+        type=Path,
+        metavar="JSON",
+        help="merge the field_trial(.partial).json of runs over disjoint --areas into one trial "
+        "written to --out (nothing is run)",
+    )
     for k, v in SIZES["default"].items():
         ap.add_argument(
             f"--{k.replace('_', '-')}",
@@ -612,6 +709,10 @@ def main(argv=None) -> dict[str, Any]:
     t0 = time.perf_counter()
     ap = _parser()
     args = ap.parse_args(argv)
+    if args.combine:
+        results = combine(args.combine, args.out)
+        print(markdown(results))
+        return results
     args.size = "small" if args.small else "full" if args.full else "default"
     for k, v in SIZES[args.size].items():
         if getattr(args, k) is None:
@@ -655,38 +756,19 @@ def main(argv=None) -> dict[str, Any]:
         write_result(
             partial, {"size": args.size, "areas": areas}, config=config, seed=args.seed, t0=t0
         )
-    methods = [m for m in METHODS if m in args.methods]
-    ov = overall(areas, methods)
-    s = ov[METHOD]
-    baselines = [m for m in methods if m not in (METHOD, *ABLATIONS, "oracle")]
-    results = {
-        "size": args.size,
-        "method": METHOD,
-        "anchor_weight": args.anchor_weight,
-        "summary": {
-            "before_mbps": s["before_mbps"],
-            "after_mbps": s["after_mbps"],
-            "gain_pct": s["gain_pct"],
-            "oracle_gain_pct": ov.get("oracle", {}).get("gain_pct"),
-            "share_of_oracle": s.get("share_of_oracle"),
-            "guardrail_violations": s["guardrail_violations"],
-            "best_gain_per_risk": bool(
-                all(s["gain_per_risk"] > ov[m]["gain_per_risk"] for m in baselines)
-            ),
-        },
-        "areas": areas,
-        "overall": ov,
-        "reference": REFERENCE,
-        "risk_definition": "gain_pct / (1 + guardrail_degradation + mean_abs_change_steps); "
-        "guardrail_degradation = max(0, coverage drop in pp) + max(0, cell-edge drop in %)",
-        "transfer_config": config_dict(
+    results = summarise(
+        areas,
+        [m for m in METHODS if m in args.methods],
+        size=args.size,
+        anchor_weight=args.anchor_weight,
+        transfer_config=config_dict(
             TransferConfig(
                 n_models=args.members,
                 twin_steps=args.twin_steps,
                 commercial_steps=args.commercial_steps,
             )
         ),
-    }
+    )
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "field_trial.md").write_text(markdown(results))
     figure(results, args.out / "field_trial.png")

@@ -43,14 +43,16 @@ def _prepare(current_cm, objective, schema, safety, n_evals):
 
 
 @eqx.filter_jit
-def _random_search(key, predictor, cm, objective, schema, safety, n_evals):
+def _random_search(key, predictor, cm, objective, schema, safety, n_evals, eval_batch):
     prob = _problem(predictor, cm, objective, schema, safety)
     box = prob.box
     k_cur = box.k_of(box.x_cur)
     r = jax.random.uniform(key, (n_evals - 1, *k_cur.shape))
     k_rand = jnp.floor(box.k_lo + r * (box.k_hi - box.k_lo + 1.0))
     k_all = jnp.concatenate([k_cur[None], jnp.minimum(k_rand, box.k_hi)])
-    scores = jax.vmap(prob.score_k)(k_all)
+    # evaluated eval_batch candidates at a time: an expensive predictor (the twin simulation)
+    # vmapped over every candidate at once can need tens of GiB
+    scores = jax.lax.map(prob.score_k, k_all, batch_size=min(eval_batch, n_evals))
     return _finalise(prob, box.x_of(k_all[jnp.argmax(scores)]))
 
 
@@ -63,10 +65,19 @@ def random_search(
     n_evals: int = 256,
     schema: CMSchema = DEFAULT_CM_SCHEMA,
     safety: SafetyConfig | None = None,
+    eval_batch: int = 64,
 ) -> Recommendation:
-    """Best of the current CM and ``n_evals − 1`` uniform grid points of the trust region."""
+    """Best of the current CM and ``n_evals − 1`` uniform grid points of the trust region.
+
+    Candidates are scored ``eval_batch`` at a time (vmapped within a batch), which bounds memory
+    for expensive predictors.
+    """
     objective, safety, cm = _prepare(current_cm, objective, schema, safety, n_evals)
-    return _random_search(key, predictor, cm, objective, schema, safety, int(n_evals))
+    if int(eval_batch) < 1:
+        raise ValueError(f"eval_batch must be >= 1, got {eval_batch}")
+    return _random_search(
+        key, predictor, cm, objective, schema, safety, int(n_evals), int(eval_batch)
+    )
 
 
 @eqx.filter_jit

@@ -160,3 +160,29 @@ def test_bad_flags_are_rejected():
         ft.main(["--anchor-weight", "1.5"])
     with pytest.raises(SystemExit):
         ft.main(["--sites", "5"])
+
+
+def test_combine_reproduces_the_single_run(trial, tmp_path):
+    """Areas run separately and merged (``--combine``) give the single run's overall numbers."""
+    out, res = trial
+    rec = json.loads((out / "field_trial.json").read_text())
+    paths = []
+    for part in (AREAS[:1], AREAS[1:]):
+        r = dict(
+            rec, results=dict(rec["results"], areas={a: rec["results"]["areas"][a] for a in part})
+        )
+        p = tmp_path / f"{part[0]}.json"
+        p.write_text(json.dumps(r))
+        paths.append(p)
+    merged = ft.main(["--combine", *map(str, paths), "--out", str(tmp_path / "merged")])
+    for m, r in res["overall"].items():
+        for k in ("before_mbps", "after_mbps", "gain_pct", "gain_per_risk", "share_of_oracle"):
+            assert merged["overall"][m][k] == pytest.approx(r[k], rel=1e-9), (m, k)
+    assert (tmp_path / "merged" / "field_trial.md").exists()
+    with pytest.raises(ValueError, match="appear in an earlier file"):
+        ft.combine([paths[0], paths[0]], tmp_path / "dup")
+    other = json.loads(paths[1].read_text())
+    other["config"]["seed"] = 7
+    paths[1].write_text(json.dumps(other))
+    with pytest.raises(ValueError, match="was run with"):
+        ft.combine(paths, tmp_path / "mismatch")

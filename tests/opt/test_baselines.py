@@ -79,3 +79,14 @@ def test_baselines_reject_bad_budget(problem):
         random_search(jax.random.key(0), pred, current, n_evals=0, safety=PLAIN)
     with pytest.raises(ValueError, match="sigma0"):
         cma_es(jax.random.key(0), pred, current, n_evals=10, sigma0=-1.0, safety=PLAIN)
+
+
+def test_random_search_batches_do_not_change_the_result(problem):
+    """Scoring the candidates in batches (memory bound) picks the same CM as all at once."""
+    pred, current, _ = problem
+    a = random_search(jax.random.key(3), pred, current, n_evals=50, safety=PLAIN, eval_batch=50)
+    b = random_search(jax.random.key(3), pred, current, n_evals=50, safety=PLAIN, eval_batch=7)
+    for k in a.cm:
+        np.testing.assert_array_equal(np.asarray(a.cm[k]), np.asarray(b.cm[k]))
+    with pytest.raises(ValueError, match="eval_batch"):
+        random_search(jax.random.key(3), pred, current, n_evals=5, safety=PLAIN, eval_batch=0)
