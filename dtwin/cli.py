@@ -501,6 +501,70 @@ def _surrogate_predictor(ensemble, context):
     return ensemble_predictor(ensemble, context)
 
 
+def _cells_twin(cells, kpis, n_snapshots: int, seed: int, path):
+    """The twin of a cells file as one `opt` predictor over its cells (file order).
+
+    One twin per area type (`dtwin.network_from_cells` on the file's own sites, boresights and
+    heights; UE clustering as the twin data, `dtwin.DEFAULT_UE_CLUSTERING`), each simulated on
+    ``n_snapshots`` snapshots of its own (`opt.twin_predictor`); areas do not interfere.
+    """
+    import equinox as eqx
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    import opt
+    from dtwin.areas import area_type
+    from dtwin.sweep import DEFAULT_UE_CLUSTERING
+    from dtwin.user_network import cells_by_area, network_from_cells
+
+    topo = ("cell_id", "site_id", "x_m", "y_m", "azimuth_deg", "height_m", "area_type")
+    cols = {k: np.asarray(getattr(cells, k)) for k in topo}
+    pos = cells.index()
+    parts = []
+    for i, (area, idx) in enumerate(cells_by_area(cols).items()):
+        carriers = np.unique(np.asarray(cells.carrier_hz)[idx])
+        bands = np.unique(np.asarray(cells.bandwidth_hz)[idx])
+        if len(carriers) != 1 or len(bands) != 1 or not np.all(np.isfinite(carriers)):
+            raise CLIError(
+                f"{path}: the {area} cells need one carrier and bandwidth for the twin, got "
+                f"{carriers.tolist()} / {bands.tolist()}"
+            )
+        try:
+            user = network_from_cells(
+                area_type(area),
+                **{k: cols[k][idx] for k in topo[:-1]},
+                carrier_hz=float(carriers[0]),
+                bandwidth_hz=float(bands[0]),
+            )
+        except ValueError as e:
+            raise CLIError(f"{path}: {e}") from None
+        at = user.area.with_ue_clustering(DEFAULT_UE_CLUSTERING)
+        twin = opt.twin_predictor(
+            jax.random.fold_in(jax.random.PRNGKey(seed), i),
+            user.network,
+            at,
+            n_snapshots,
+            kpis=kpis,
+        )
+        # the network orders cells site-major: the file position of each of its cells
+        where = np.array([pos[int(c)] for c in user.cell_id], np.int32)
+        parts.append((twin, jnp.asarray(where)))
+
+    class CellsTwin(eqx.Module):
+        parts: list
+        n_cells: int = eqx.field(static=True)
+
+        def __call__(self, cm):
+            mean = {k: jnp.full((self.n_cells,), jnp.nan, jnp.float32) for k in kpis}
+            for twin, where in self.parts:
+                p = twin({n: v[where] for n, v in cm.items()})
+                mean = {k: mean[k].at[where].set(p.mean[k]) for k in kpis}
+            return opt.Prediction.deterministic(mean)
+
+    return CellsTwin(parts, cells.n_cells)
+
+
 def cmd_recommend(args: argparse.Namespace) -> int:
     """Recommend CMs per cell through a trained surrogate ensemble; writes a CSV."""
     cfg = _section(
@@ -512,7 +576,14 @@ def cmd_recommend(args: argparse.Namespace) -> int:
         out=args.out,
         objective=args.objective,
         trust_steps=args.trust_steps,
+        twin_anchor=args.twin_anchor,
+        twin_snapshots=args.twin_snapshots,
     )
+    w = float(cfg["twin_anchor"])
+    if not 0.0 <= w <= 1.0:
+        raise CLIError(f"--twin-anchor must be in [0, 1] (1 = the surrogate alone), got {w}")
+    if int(cfg["twin_snapshots"]) < 1:
+        raise CLIError(f"--twin-snapshots must be >= 1, got {cfg['twin_snapshots']}")
     if cfg["objective"] not in OBJECTIVES:
         raise CLIError(f"unknown objective {cfg['objective']!r}; choose one of {list(OBJECTIVES)}")
     s2r, _ = _import_sim2real()
@@ -553,13 +624,19 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     from opt.predictor import ensemble_predictor
 
     predictor = ensemble_predictor(ensemble, context)
+    current = {n: np.asarray(cells.cm[n], np.float32) for n in cells.cm}
+    if w < 1.0:  # the surrogate's level with a blend of its and the twin's CM response
+        from dtwin.schema import TARGET_COLUMNS
+
+        kpis = tuple(k for k in batch.target_names if k in TARGET_COLUMNS)
+        twin = _cells_twin(cells, kpis, int(cfg["twin_snapshots"]), _seed(args), cfg["cells"])
+        predictor = opt.AnchoredPredictor(predictor, twin, current, w)
     objective = {
         "mean_throughput": opt.mean_throughput,
         "cell_edge_throughput": opt.cell_edge_throughput,
     }[cfg["objective"]]()
     guardrails = tuple(g for g in opt.DEFAULT_GUARDRAILS if g.kpi in batch.target_names)
     safety = opt.SafetyConfig(trust_steps=cfg["trust_steps"], guardrails=guardrails)
-    current = {n: np.asarray(cells.cm[n], np.float32) for n in cells.cm}
     t0 = time.perf_counter()
     rec = opt.search(jax.random.PRNGKey(_seed(args)), predictor, current, objective, safety=safety)
     rows = opt.recommendation_to_rows(rec, cells.cell_id)
@@ -729,6 +806,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="recommendations CSV")
     p.add_argument("--objective", help=f"one of {', '.join(OBJECTIVES)}")
     p.add_argument("--trust-steps", type=int, help="largest change per parameter, in steps")
+    p.add_argument(
+        "--twin-anchor",
+        type=float,
+        help="surrogate's share of the CM response, the rest from the twin built on the cells "
+        "file (opt.AnchoredPredictor; 1 = the surrogate alone)",
+    )
+    p.add_argument("--twin-snapshots", type=int, help="twin snapshots per area for --twin-anchor")
 
     p = add("evaluate", cmd_evaluate, "run the evaluation experiments (tables and figures)")
     p.add_argument(

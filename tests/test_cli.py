@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from dtwin import cli
@@ -258,3 +259,52 @@ def test_twin_on_the_cells_file_geometry(tmp_path, capsys):
     assert np.all(np.isfinite(t["mean_rsrp_dbm"]) | (np.asarray(t["active_ues"]) == 0))
     assert cli.main(argv) == 2  # existing output needs --resume
     assert "--resume" in capsys.readouterr().err
+
+
+def test_recommend_twin_anchor_bounds(tmp_path, capsys):
+    _fails(["recommend", "--twin-anchor", "1.5"], capsys, "--twin-anchor")
+    _fails(["recommend", "--twin-snapshots", "0"], capsys, "--twin-snapshots")
+
+
+def test_cells_twin_maps_each_area_to_file_order():
+    """`s2r recommend --twin-anchor`'s twin of a cells file: per cell (file order) the KPI of the
+    twin built on that cell's area type alone, with the CM of the right cells."""
+    import jax
+    import jax.numpy as jnp
+
+    import opt
+    from dtwin.areas import area_type
+    from dtwin.sweep import DEFAULT_UE_CLUSTERING
+    from dtwin.user_network import network_from_cells
+    from sim2real.data import load_cells
+
+    path = Path(__file__).resolve().parents[1] / "sim2real" / "demo" / "cells.csv"
+    cells = load_cells(path)
+    kpis = ("dl_throughput_mbps",)
+    twin = cli._cells_twin(cells, kpis, 2, 5, path)
+    rng = np.random.default_rng(0)
+    cm = {n: np.asarray(v, np.float32) for n, v in cells.cm.items()}
+    cm["tilt_deg"] = cm["tilt_deg"] + rng.integers(-2, 3, cells.n_cells).astype(np.float32)
+    got = np.asarray(twin({n: jnp.asarray(v) for n, v in cm.items()}).mean[kpis[0]])
+    assert got.shape == (cells.n_cells,) and np.all(np.isfinite(got))
+    areas = list(dict.fromkeys(np.asarray(cells.area_type).astype(str).tolist()))
+    assert len(areas) == 3  # the demo file mixes metro, urban and suburban cells
+    topo = ("cell_id", "site_id", "x_m", "y_m", "azimuth_deg", "height_m")
+    for i, area in enumerate(areas):  # `cells_by_area` order: first appearance
+        idx = np.flatnonzero(np.asarray(cells.area_type).astype(str) == area)
+        user = network_from_cells(
+            area_type(area),
+            **{k: np.asarray(getattr(cells, k))[idx] for k in topo},
+            carrier_hz=float(cells.carrier_hz[idx][0]),
+            bandwidth_hz=float(cells.bandwidth_hz[idx][0]),
+        )
+        ref_twin = opt.twin_predictor(
+            jax.random.fold_in(jax.random.PRNGKey(5), i),
+            user.network,
+            user.area.with_ue_clustering(DEFAULT_UE_CLUSTERING),
+            2,
+            kpis=kpis,
+        )
+        where = [int(np.flatnonzero(cells.cell_id == c)[0]) for c in user.cell_id]
+        ref = np.asarray(ref_twin({n: jnp.asarray(v[where]) for n, v in cm.items()}).mean[kpis[0]])
+        np.testing.assert_allclose(got[where], ref, rtol=1e-5)
