@@ -547,6 +547,56 @@ def evaluate_methods(
     return out
 
 
+def evaluate_predictors(
+    predictors: Mapping[str, Any],
+    *,
+    cms: Mapping[str, np.ndarray],
+    truth: Mapping[str, np.ndarray],
+    in_range_cms: Mapping[str, np.ndarray] | None = None,
+    in_range_truth: Mapping[str, np.ndarray] | None = None,
+    target: str = DEFAULT_TARGETS[0],
+    chunk: int = 8,
+) -> dict[str, dict[str, float]]:
+    """`evaluate_methods`'s exact metrics for any `opt` predictors (``cm -> Prediction``).
+
+    Out-of-range MAPE/MAE on ``cms[1:]``, response fidelity over all of ``cms`` (row 0 the
+    reference), in-range exact MAPE/MAE on ``in_range_cms``; the per-period in-range metrics
+    (which need a per-period state) are NaN. Candidates are predicted ``chunk`` at a time.
+    """
+    from sim2real.metrics import mae, mape, response_fidelity
+
+    def exact(pred, cand_truth, skip_default):
+        t = np.asarray(cand_truth[target])
+        m = np.isfinite(t)
+        if skip_default:
+            m[0] = False
+        return (float(mape(pred, np.where(m, t, 1.0), m)), float(mae(pred, np.where(m, t, 0.0), m)))
+
+    true_c = np.asarray(truth[target])
+    ok = np.isfinite(true_c)
+    out: dict[str, dict[str, float]] = {}
+    for name, p in predictors.items():
+        pred_c = predict_candidates(p, cms, chunk=chunk)[target]
+        rf = response_fidelity(
+            np.where(ok, pred_c, 0.0), np.where(ok, true_c, 0.0), default_index=0, tol=1e-3
+        )
+        oor_mape, oor_mae = exact(pred_c, truth, True)
+        out[name] = {
+            "in_range_mape_pct": float("nan"),
+            "in_range_mae": float("nan"),
+            "out_of_range_mape_pct": oor_mape,
+            "out_of_range_mae": oor_mae,
+            "response_spearman": float(np.nanmean(np.asarray(rf.spearman))),
+            "response_sign_accuracy": float(np.nanmean(np.asarray(rf.sign_accuracy))),
+        }
+        if in_range_cms is not None and in_range_truth is not None:
+            pred_n = predict_candidates(p, in_range_cms, chunk=chunk)[target]
+            m_pct, m_abs = exact(pred_n, in_range_truth, False)
+            out[name]["in_range_exact_mape_pct"] = m_pct
+            out[name]["in_range_exact_mae"] = m_abs
+    return out
+
+
 def similarity_pct(
     key: PRNGKeyArray, twin_batch: GraphBatch, commercial_batch: GraphBatch
 ) -> float:

@@ -62,6 +62,16 @@ def add_common_flags(ap: argparse.ArgumentParser, *, twin: int, commercial: int)
         help="site_channel.json from calibrate_materials: the twin (calibrated RT materials) and "
         "the field (true materials) of a matching area use the site-specific channel",
     )
+    ap.add_argument(
+        "--no-anchored",
+        dest="anchored",
+        action="store_false",
+        help="skip the rows of the Sim2Real surrogate anchored to the twin's simulation",
+    )
+    ap.add_argument("--anchor-weight", type=float, default=0.5, help="surrogate share (0-1)")
+    ap.add_argument(
+        "--twin-sim-snapshots", type=int, default=32, help="twin snapshots of the anchored rows"
+    )
     ap.add_argument("--small", action="store_true", help="CI size (about a minute)")
     ap.add_argument("--out", default="results", help="output directory")
     ap.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -71,6 +81,7 @@ def apply_small(args: argparse.Namespace) -> None:
     """Shrink every size for CI (``--small``)."""
     if args.small:
         args.n_sites = 1
+        args.twin_sim_snapshots = min(args.twin_sim_snapshots, 8)
         args.twin_samples = min(args.twin_samples, 3 * 48)
         args.commercial_samples = min(args.commercial_samples, 3 * 32)
         args.test_periods = min(args.test_periods, 8)
@@ -147,8 +158,45 @@ def train_rows(train: dict[str, np.ndarray], n_periods: int) -> dict[str, np.nda
     return {k: np.asarray(v)[keep] for k, v in train.items()}
 
 
+ANCHORED = {"anchored_relative": "relative", "anchored_additive": "additive"}
+"""Extra rows: the Sim2Real surrogate anchored to the twin's simulated CM response
+(`opt.AnchoredPredictor`, surrogate share ``--anchor-weight``), in both blending modes."""
+
+
+def anchored_predictors(args, setup, ensemble, context) -> dict[str, Any]:
+    """The `ANCHORED` predictors of a Sim2Real ensemble: its level with the twin's response."""
+    import jax.numpy as jnp
+
+    import opt
+    from dtwin.areas import area_type, network_for_area
+    from dtwin.cm import DEFAULT_CM_SCHEMA
+    from dtwin.sweep import DEFAULT_UE_CLUSTERING
+    from opt.predictor import ensemble_predictor
+
+    site_twin, _ = P.site_channels_for(getattr(args, "site_channel", None), args.area)
+    at = area_type(args.area).with_site_channel(site_twin).with_ue_clustering(DEFAULT_UE_CLUSTERING)
+    twin = opt.twin_predictor(
+        jax.random.PRNGKey(args.seed + 30_000),
+        network_for_area(at, args.n_sites),
+        at,
+        args.twin_sim_snapshots,
+        kpis=(P.DEFAULT_TARGETS[0],),
+    )
+    sur = ensemble_predictor(ensemble, context)
+    cur = {
+        k: jnp.asarray(v, jnp.float32)
+        for k, v in DEFAULT_CM_SCHEMA.default(setup["n_cells"]).items()
+    }
+    return {
+        name: opt.AnchoredPredictor(sur, twin, cur, args.anchor_weight, mode=mode)
+        for name, mode in ANCHORED.items()
+    }
+
+
 def run_methods(args, setup, commercial_cols, methods, key, pretrained=None) -> tuple[dict, float]:
-    """Train every method on the given commercial rows and evaluate; returns (metrics, sim %)."""
+    """Train every method on the given commercial rows and evaluate; returns (metrics, sim %).
+
+    With ``args.anchored`` and ``sim2real`` among the methods, the `ANCHORED` rows are added."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         _, comm_batch = P.batches(None, commercial_cols)
@@ -163,8 +211,24 @@ def run_methods(args, setup, commercial_cols, methods, key, pretrained=None) -> 
         in_range_cms=setup["near_cms"],
         in_range_truth=setup["near_truth"],
     )
+    if getattr(args, "anchored", False) and "sim2real" in ens:
+        tb = setup["test_batch"]
+        context = tb.take(np.arange(min(64, tb.n_snapshots)))  # as evaluate_methods
+        metrics.update(
+            P.evaluate_predictors(
+                anchored_predictors(args, setup, ens["sim2real"], context),
+                cms=setup["cms"],
+                truth=setup["truth"],
+                in_range_cms=setup["near_cms"],
+                in_range_truth=setup["near_truth"],
+            )
+        )
     sim = P.similarity_pct(jax.random.PRNGKey(args.seed + 4), setup["twin_batch"], comm_batch)
     return metrics, sim
+
+
+def _num(v: float, spec: str = ".2f") -> str:
+    return "-" if v is None or not np.isfinite(v) else format(v, spec)
 
 
 def markdown_table(metrics: dict[str, dict[str, float]], similarity: float) -> str:
@@ -184,11 +248,13 @@ def markdown_table(metrics: dict[str, dict[str, float]], similarity: float) -> s
     for m, r in metrics.items():
         rv = f"{ref[m]:.1f}" if m in ref else "-"
         ex = r.get("in_range_exact_mape_pct", float("nan"))
+        rows = r["in_range_mape_pct"]
+        rows = "-" if not np.isfinite(rows) else f"{rows:.1f}"
         lines.append(
-            f"| {m} | {r['in_range_mape_pct']:.1f} | {ex:.1f} | {rv} | "
+            f"| {m} | {rows} | {ex:.1f} | {rv} | "
             f"{r['out_of_range_mape_pct']:.1f} | "
             f"{r['response_spearman']:.2f} | {r['response_sign_accuracy']:.2f} | "
-            f"{r['in_range_mae']:.2f} | {r['out_of_range_mae']:.2f} |"
+            f"{_num(r['in_range_mae'])} | {r['out_of_range_mae']:.2f} |"
         )
     return "\n".join(lines) + "\n"
 

@@ -135,6 +135,24 @@ def test_anchored_blend_closed_form():
     np.testing.assert_allclose(g[0], ref, rtol=1e-5)
     with pytest.raises(ValueError, match="weight"):
         opt.AnchoredPredictor(sur, tw, cm0, 1.5)
+    with pytest.raises(ValueError, match="mode"):
+        opt.AnchoredPredictor(sur, tw, cm0, 0.5, mode="ratio")
+
+
+def test_anchored_relative_closed_form():
+    """``mode="relative"``: log μ = log μ_S(cm₀) + w Δlog μ_S + (1 − w) Δlog μ_T; for the toy
+    predictors Δlog μ = b Δx exactly."""
+    sur = _Exp(jnp.array([100.0, 20.0, 0.9]), jnp.array([0.10, -0.05, 0.01]), s=0.1)
+    tw = _Exp(jnp.array([60.0, 5.0, 0.5]), jnp.array([-0.20, 0.08, 0.02]))
+    cm0 = {"tilt_deg": jnp.array([4.0, 6.0]), "tx_power_dbm": jnp.zeros(2), "cio_db": jnp.zeros(2)}
+    cm = dict(cm0, tilt_deg=jnp.array([7.0, 2.0]))
+    dx = cm["tilt_deg"] - cm0["tilt_deg"]
+    for w in (0.0, 0.3, 1.0):
+        out = opt.AnchoredPredictor(sur, tw, cm0, w, mode="relative")(cm)
+        for i, k in enumerate(KPIS):
+            level = sur.a[i] * jnp.exp(sur.b[i] * cm0["tilt_deg"])
+            ref = level * jnp.exp((w * sur.b[i] + (1 - w) * tw.b[i]) * dx)
+            np.testing.assert_allclose(out.mean[k], ref, rtol=1e-5)
 
 
 def test_anchored_keeps_surrogate_response_where_twin_undefined():
