@@ -58,7 +58,7 @@ and ``field_trial.png``; while it runs, ``field_trial.partial.json`` holds every
 (removed at the end)::
 
     python -m experiments.field_trial --small   # CI size (1 site per area)
-    python -m experiments.field_trial           # default: 7 sites, ~10 CPU-minutes (2-core CPU)
+    python -m experiments.field_trial           # default: 7 sites, ~35 min on a 2-core CPU
     python -m experiments.field_trial --full    # reference-study data sizes (GPU advised)
     # or one area per process / machine, then merged:
     python -m experiments.field_trial --full --areas metro --out runs/metro   # (x3 areas)
