@@ -21,7 +21,7 @@ from dtwin.cm import DEFAULT_CM_SCHEMA, CMSchema
 from sim2real.dataset import GraphBatch
 from sim2real.ensemble import predict
 
-from .objectives import Prediction
+from .objectives import Prediction, Predictor
 
 
 class EnsemblePredictor(eqx.Module):
@@ -68,17 +68,29 @@ def ensemble_predictor(
     return EnsemblePredictor(ensemble, state_batch, schema)
 
 
+@eqx.filter_jit
+def _predict_chunk(predictor, cms):
+    return jax.vmap(lambda c: predictor(c).mean)(cms)
+
+
 def predict_candidates(
-    predictor: EnsemblePredictor,
+    predictor: Predictor,
     cms: Mapping[str, Float[Array, "candidates cells"]],
     *,
     chunk: int = 64,
 ) -> dict[str, np.ndarray]:
-    """Predicted mean KPIs ``[candidates, cells]`` for a stack of CMs (vmapped in chunks)."""
-    call = eqx.filter_jit(jax.vmap(lambda c: predictor(c).mean))
+    """Predicted mean KPIs ``[candidates, cells]`` for a stack of CMs (vmapped in chunks).
+
+    Any `opt` predictor works (an `EnsemblePredictor`, `SimulatorPredictor`,
+    `AnchoredPredictor`...). It is passed to the compiled function as an argument, so its
+    arrays are traced inputs rather than constants folded into each new program: one compile
+    per predictor structure and chunk shape, shared across predictors and cached on disk.
+    """
     n = next(iter(cms.values())).shape[0]
     parts = [
-        call({k: jnp.asarray(v[i : i + chunk], jnp.float32) for k, v in cms.items()})
+        _predict_chunk(
+            predictor, {k: jnp.asarray(v[i : i + chunk], jnp.float32) for k, v in cms.items()}
+        )
         for i in range(0, n, chunk)
     ]
     return {k: np.concatenate([np.asarray(p[k]) for p in parts]) for k in parts[0]}

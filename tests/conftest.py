@@ -1,7 +1,10 @@
 """Test-wide settings: CPU JAX, and where the optional shared data lives."""
 
+import gc
 import os
 from pathlib import Path
+
+import pytest
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
@@ -17,3 +20,17 @@ if not os.environ.get("S2R_TEST_FULL_OPT"):
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _release_compiled_programs():
+    """Free a test module's compiled XLA programs when it ends.
+
+    A worker otherwise keeps every program compiled by every module it ran (seen: 8 GB per
+    worker by the end of the suite); the persistent compilation cache makes recompiling cheap.
+    """
+    yield
+    import jax
+
+    jax.clear_caches()
+    gc.collect()
