@@ -150,6 +150,11 @@ class AnchoredPredictor(eqx.Module):
             ``μ = μ_S(cm₀) exp(w Δlog μ_S + (1 − w) Δlog μ_T)``; the better *predictor* of the
             KPI where throughput collapses, see the module docstring).
         floor: smallest value used in the logs of ``"relative"`` (KPI units).
+        anchor_means: ``(μ_S(cm₀), μ_T(cm₀))``, the surrogate's and the twin's mean KPIs at the
+            CM in force. Computed once at construction when not given (they do not depend on
+            the candidate), so a search's program holds each predictor once per call site, not
+            twice. Build a new predictor for another ``cm₀``: `dataclasses.replace` and
+            `equinox.tree_at` keep the old values.
     """
 
     surrogate: Predictor
@@ -158,6 +163,11 @@ class AnchoredPredictor(eqx.Module):
     weight: Float[Array, ""] = eqx.field(converter=lambda x: jnp.asarray(x, jnp.float32))
     mode: str = eqx.field(static=True, default="additive")
     floor: float = eqx.field(static=True, default=1e-3)
+    anchor_means: tuple[dict[str, Array], dict[str, Array]] | None = None
+
+    def __post_init__(self):
+        if self.anchor_means is None:
+            self.anchor_means = _anchor_means(self.surrogate, self.twin, self.current_cm)
 
     def __check_init__(self):
         if self.mode not in ANCHOR_MODES:
@@ -171,22 +181,27 @@ class AnchoredPredictor(eqx.Module):
             raise ValueError(f"AnchoredPredictor: weight must be in [0, 1], got {w}")
 
     def __call__(self, cm: Mapping[str, Float[Array, " cells"]]) -> Prediction:
-        s, s0 = self.surrogate(cm), self.surrogate(self.current_cm)
-        t, t0 = self.twin(cm), self.twin(self.current_cm)
+        s, t = self.surrogate(cm), self.twin(cm)
+        s0, t0 = self.anchor_means
         rel = self.mode == "relative"
         f = (lambda v: jnp.log(jnp.maximum(v, self.floor))) if rel else (lambda v: v)
         mean = {}
         for k in s.mean:
-            d_s = f(s.mean[k]) - f(s0.mean[k])
+            d_s = f(s.mean[k]) - f(s0[k])
             if k in t.mean:
-                ok = jnp.isfinite(t.mean[k]) & jnp.isfinite(t0.mean[k])
-                d_t = f(jnp.where(ok, t.mean[k], 1.0)) - f(jnp.where(ok, t0.mean[k], 1.0))
+                ok = jnp.isfinite(t.mean[k]) & jnp.isfinite(t0[k])
+                d_t = f(jnp.where(ok, t.mean[k], 1.0)) - f(jnp.where(ok, t0[k], 1.0))
                 d_t = jnp.where(ok, d_t, d_s)
             else:
                 d_t = d_s
             d = self.weight * d_s + (1.0 - self.weight) * d_t
-            mean[k] = s0.mean[k] * jnp.exp(d) if rel else s0.mean[k] + d
+            mean[k] = s0[k] * jnp.exp(d) if rel else s0[k] + d
         return Prediction(mean, dict(s.std))
+
+
+@eqx.filter_jit
+def _anchor_means(surrogate, twin, current_cm):
+    return dict(surrogate(current_cm).mean), dict(twin(current_cm).mean)
 
 
 __all__: Sequence[str] = (
