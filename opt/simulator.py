@@ -166,10 +166,11 @@ class AnchoredPredictor(eqx.Module):
     anchor_means: tuple[dict[str, Array], dict[str, Array]] | None = None
 
     def __post_init__(self):
+        self._check()  # bad input fails before the (compiled) anchor evaluation
         if self.anchor_means is None:
             self.anchor_means = _anchor_means(self.surrogate, self.twin, self.current_cm)
 
-    def __check_init__(self):
+    def _check(self):
         if self.mode not in ANCHOR_MODES:
             raise ValueError(
                 f"AnchoredPredictor: mode must be one of {ANCHOR_MODES}, got {self.mode!r}"

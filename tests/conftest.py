@@ -26,8 +26,9 @@ SHARED_DATA = ROOT.parent / "shared" / "data"
 def _release_compiled_programs():
     """Free a test module's compiled XLA programs when it ends.
 
-    A worker otherwise keeps every program compiled by every module it ran (seen: 8 GB per
-    worker by the end of the suite); the persistent compilation cache makes recompiling cheap.
+    A worker otherwise keeps every program compiled by every module it ran (seen: 7-8 GB per
+    worker late in the suite, 3-4.4 GB with this); the persistent compilation cache makes
+    recompiling cheap.
     """
     yield
     import jax
