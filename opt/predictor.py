@@ -68,6 +68,10 @@ def ensemble_predictor(
     return EnsemblePredictor(ensemble, state_batch, schema)
 
 
+MIN_CHUNK = 8
+"""Smallest batch `predict_candidates` compiles (see there)."""
+
+
 @eqx.filter_jit
 def _predict_chunk(predictor, cms):
     return jax.vmap(lambda c: predictor(c).mean)(cms)
@@ -85,15 +89,24 @@ def predict_candidates(
     `AnchoredPredictor`...). It is passed to the compiled function as an argument, so its
     arrays are traced inputs rather than constants folded into each new program: one compile
     per predictor structure and chunk shape, shared across predictors and cached on disk.
+
+    Every chunk holds exactly ``max(chunk, MIN_CHUNK)`` candidates: a short last chunk is padded
+    with copies of its last candidate and the copies are dropped. Besides one compile per call,
+    this avoids a miscompilation seen on the CPU (jax 0.10.2): the ensemble predictor vmapped
+    over 1 or 2 candidates, with the ensemble as a traced argument, returned garbage (inf, or
+    another cell's value) for a 21-cell area; 8 and more were exact.
     """
-    n = next(iter(cms.values())).shape[0]
-    parts = [
-        _predict_chunk(
-            predictor, {k: jnp.asarray(v[i : i + chunk], jnp.float32) for k, v in cms.items()}
-        )
-        for i in range(0, n, chunk)
-    ]
-    return {k: np.concatenate([np.asarray(p[k]) for p in parts]) for k in parts[0]}
+    if chunk < 1:
+        raise ValueError(f"predict_candidates: chunk must be >= 1, got {chunk}")
+    chunk = max(int(chunk), MIN_CHUNK)
+    arrays = {k: np.asarray(v, np.float32) for k, v in cms.items()}
+    n = next(iter(arrays.values())).shape[0]
+    parts = []
+    for i in range(0, n, chunk):
+        idx = np.minimum(np.arange(i, i + chunk), n - 1)
+        out = _predict_chunk(predictor, {k: jnp.asarray(v[idx]) for k, v in arrays.items()})
+        parts.append({k: np.asarray(v)[: min(chunk, n - i)] for k, v in out.items()})
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 
 __all__: Sequence[str] = ("EnsemblePredictor", "ensemble_predictor", "predict_candidates")

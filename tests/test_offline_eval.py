@@ -283,3 +283,61 @@ def test_scarcity_small(tmp_path):
     # twin_only never sees commercial data: identical metrics at every size
     t = [r["methods"]["twin_only"]["out_of_range_mape_pct"] for r in res["rows"]]
     np.testing.assert_allclose(t, t[0], rtol=1e-5)
+
+
+def _hex_table(n_snapshots=8, seed=0):
+    """A 7-site, 21-cell columnar table (hexagonal sites 500 m apart, 3 sectors each)."""
+    rng = np.random.default_rng(seed)
+    sites = np.array(
+        [[0.0, 0.0]] + [[500 * np.cos(a), 500 * np.sin(a)] for a in np.arange(6) * np.pi / 3]
+    )
+    s, c = np.meshgrid(np.arange(n_snapshots), np.arange(21), indexing="ij")
+    s, c = s.ravel(), c.ravel()
+    n = len(s)
+    return {
+        "snapshot_id": s.astype(np.int64),
+        "cell_id": c.astype(np.int64),
+        "site_id": (c // 3).astype(np.int64),
+        "area_type": np.array(["urban"] * n, dtype=object),
+        "x_m": sites[c // 3, 0].astype(np.float32),
+        "y_m": sites[c // 3, 1].astype(np.float32),
+        "azimuth_deg": (30.0 + 120.0 * (c % 3)).astype(np.float32),
+        "height_m": np.full(n, 25.0, np.float32),
+        "tilt_deg": rng.integers(0, 16, n).astype(np.float32),
+        "tx_power_dbm": rng.integers(30, 50, n).astype(np.float32),
+        "cio_db": rng.integers(-6, 7, n).astype(np.float32),
+        "hour": rng.integers(0, 24, n).astype(np.float32),
+        "active_ues": rng.uniform(1, 10, n).astype(np.float32),
+        "offered_load_mbps": rng.uniform(5, 50, n).astype(np.float32),
+        "dl_throughput_mbps": rng.uniform(5, 100, n).astype(np.float32),
+    }
+
+
+def test_predict_candidates_any_chunk_matches_single_calls():
+    """Every candidate, whatever the chunking, equals the predictor called on it alone.
+
+    Regression: on a 21-cell area the ensemble predictor vmapped over 1-2 candidates (the last,
+    short chunk) returned inf or other cells' values (an XLA CPU miscompilation); the anchored
+    rows of a full-size Table 1 were NaN."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        _, b = P.batches(None, _hex_table())
+    ens = make_ensemble(jax.random.PRNGKey(3), 2, b)
+    pred = P.ensemble_predictor(ens, b)
+    cms = P.evaluation_cms(jax.random.PRNGKey(4), 21, 8)  # 9 candidates
+    single = eqx.filter_jit(lambda p, c: p(c).mean)
+    want = np.stack(
+        [
+            np.asarray(
+                single(pred, {k: jnp.asarray(v[i]) for k, v in cms.items()})["dl_throughput_mbps"]
+            )
+            for i in range(9)
+        ]
+    )
+    assert np.all(np.isfinite(want))
+    for chunk in (1, 2, 4, 8, 64):
+        got = P.predict_candidates(pred, cms, chunk=chunk)["dl_throughput_mbps"]
+        chex.assert_shape(got, (9, 21))
+        np.testing.assert_allclose(got, want, rtol=1e-4, err_msg=f"chunk={chunk}")
+    with pytest.raises(ValueError, match="chunk"):
+        P.predict_candidates(pred, cms, chunk=0)
