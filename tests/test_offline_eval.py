@@ -19,20 +19,23 @@ from sim2real.ensemble import make_ensemble, predict
 N_CELLS = 3
 
 
-def _table(n_snapshots=4, *, seed=0, drop=None):
-    """A hand-made columnar table: one site with 3 cells, rows shuffled."""
+def _table(n_snapshots=4, *, seed=0, drop=None, n_sites=1):
+    """A hand-made columnar table, rows shuffled: one site with 3 cells, or with ``n_sites=7``
+    a hexagonal ring of sites 500 m around it (21 cells)."""
     rng = np.random.default_rng(seed)
-    s, c = np.meshgrid(np.arange(n_snapshots), np.arange(N_CELLS), indexing="ij")
+    ring = [[500 * np.cos(a), 500 * np.sin(a)] for a in np.arange(6) * np.pi / 3]
+    sites = np.array([[0.0, 0.0]] + ring)[:n_sites]
+    s, c = np.meshgrid(np.arange(n_snapshots), np.arange(3 * n_sites), indexing="ij")
     s, c = s.ravel(), c.ravel()
     n = len(s)
     cols = {
         "snapshot_id": s.astype(np.int64),
         "cell_id": c.astype(np.int64),
-        "site_id": np.zeros(n, np.int64),
+        "site_id": (c // 3).astype(np.int64),
         "area_type": np.array(["urban"] * n, dtype=object),
-        "x_m": np.zeros(n, np.float32),
-        "y_m": np.zeros(n, np.float32),
-        "azimuth_deg": (30.0 + 120.0 * c).astype(np.float32),
+        "x_m": sites[c // 3, 0].astype(np.float32),
+        "y_m": sites[c // 3, 1].astype(np.float32),
+        "azimuth_deg": (30.0 + 120.0 * (c % 3)).astype(np.float32),
         "height_m": np.full(n, 25.0, np.float32),
         "tilt_deg": rng.integers(0, 16, n).astype(np.float32),
         "tx_power_dbm": rng.integers(30, 50, n).astype(np.float32),
@@ -285,34 +288,6 @@ def test_scarcity_small(tmp_path):
     np.testing.assert_allclose(t, t[0], rtol=1e-5)
 
 
-def _hex_table(n_snapshots=8, seed=0):
-    """A 7-site, 21-cell columnar table (hexagonal sites 500 m apart, 3 sectors each)."""
-    rng = np.random.default_rng(seed)
-    sites = np.array(
-        [[0.0, 0.0]] + [[500 * np.cos(a), 500 * np.sin(a)] for a in np.arange(6) * np.pi / 3]
-    )
-    s, c = np.meshgrid(np.arange(n_snapshots), np.arange(21), indexing="ij")
-    s, c = s.ravel(), c.ravel()
-    n = len(s)
-    return {
-        "snapshot_id": s.astype(np.int64),
-        "cell_id": c.astype(np.int64),
-        "site_id": (c // 3).astype(np.int64),
-        "area_type": np.array(["urban"] * n, dtype=object),
-        "x_m": sites[c // 3, 0].astype(np.float32),
-        "y_m": sites[c // 3, 1].astype(np.float32),
-        "azimuth_deg": (30.0 + 120.0 * (c % 3)).astype(np.float32),
-        "height_m": np.full(n, 25.0, np.float32),
-        "tilt_deg": rng.integers(0, 16, n).astype(np.float32),
-        "tx_power_dbm": rng.integers(30, 50, n).astype(np.float32),
-        "cio_db": rng.integers(-6, 7, n).astype(np.float32),
-        "hour": rng.integers(0, 24, n).astype(np.float32),
-        "active_ues": rng.uniform(1, 10, n).astype(np.float32),
-        "offered_load_mbps": rng.uniform(5, 50, n).astype(np.float32),
-        "dl_throughput_mbps": rng.uniform(5, 100, n).astype(np.float32),
-    }
-
-
 def test_predict_candidates_any_chunk_matches_single_calls():
     """Every candidate, whatever the chunking, equals the predictor called on it alone.
 
@@ -321,7 +296,7 @@ def test_predict_candidates_any_chunk_matches_single_calls():
     rows of a full-size Table 1 were NaN."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        _, b = P.batches(None, _hex_table())
+        _, b = P.batches(None, _table(8, n_sites=7)[1])
     ens = make_ensemble(jax.random.PRNGKey(3), 2, b)
     pred = P.ensemble_predictor(ens, b)
     cms = P.evaluation_cms(jax.random.PRNGKey(4), 21, 8)  # 9 candidates
