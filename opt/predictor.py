@@ -69,7 +69,7 @@ def ensemble_predictor(
 
 
 MIN_CHUNK = 8
-"""Smallest batch `predict_candidates` compiles (see there)."""
+"""Smallest batch `predict_candidates` compiles (padding short chunks; see there)."""
 
 
 @eqx.filter_jit
@@ -91,10 +91,10 @@ def predict_candidates(
     per predictor structure and chunk shape, shared across predictors and cached on disk.
 
     Every chunk holds exactly ``max(chunk, MIN_CHUNK)`` candidates: a short last chunk is padded
-    with copies of its last candidate and the copies are dropped. Besides one compile per call,
-    this avoids a miscompilation seen on the CPU (jax 0.10.2): the ensemble predictor vmapped
-    over 1 or 2 candidates, with the ensemble as a traced argument, returned garbage (inf, or
-    another cell's value) for a 21-cell area; 8 and more were exact.
+    with copies of its last candidate and the copies are dropped, so a call compiles one shape.
+    (The padding was first added against a CPU miscompilation of the ensemble vmapped over one
+    candidate; its cause, a size-2 vmap inside the surrogate's response part, is fixed there,
+    see `sim2real.surrogate.ResponsePart`.)
     """
     if chunk < 1:
         raise ValueError(f"predict_candidates: chunk must be >= 1, got {chunk}")

@@ -179,9 +179,14 @@ class ResponsePart(eqx.Module):
         """Scaled KPI change relative to every cell at the reference CM (zero there)."""
         h = self.embed(state, static)
         ref = jnp.broadcast_to(cm_ref_unit, cm_unit.shape)
-        both = jnp.stack([cm_unit, ref])
-        raw = jax.vmap(lambda x: self._raw(h, x, neighbours, edge_features, neighbour_mask))(both)
-        return jnp.exp(self.log_gain) * (raw[0] - raw[1])
+        # Two calls, not a vmap over ``stack([cm_unit, ref])``: that size-2 axis, under two more
+        # vmaps of which one has size 1 and the other not (a 1-member ensemble over several
+        # candidates, or an ensemble over one candidate) with the data as traced inputs, was
+        # miscompiled on the CPU (jax/jaxlib 0.10.2: inf, NaN or other cells' values; the
+        # same jaxpr evaluated op by op was exact). `tests/sim2real/test_surrogate.py` checks it.
+        raw = self._raw(h, cm_unit, neighbours, edge_features, neighbour_mask)
+        raw_ref = self._raw(h, ref, neighbours, edge_features, neighbour_mask)
+        return jnp.exp(self.log_gain) * (raw - raw_ref)
 
 
 class Surrogate(eqx.Module):

@@ -292,8 +292,8 @@ def test_predict_candidates_any_chunk_matches_single_calls():
     """Every candidate, whatever the chunking, equals the predictor called on it alone.
 
     Regression: on a 21-cell area the ensemble predictor vmapped over 1-2 candidates (the last,
-    short chunk) returned inf or other cells' values (an XLA CPU miscompilation); the anchored
-    rows of a full-size Table 1 were NaN."""
+    short chunk) returned inf or other cells' values (an XLA CPU miscompilation of the response
+    part, fixed there); the anchored rows of a full-size Table 1 were NaN."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         _, b = P.batches(None, _table(8, n_sites=7)[1])

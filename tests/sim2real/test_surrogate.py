@@ -208,3 +208,28 @@ def test_ensemble_predict(model, small_batch):
     np.testing.assert_allclose(s2, 0.0, atol=1e-4)
     with pytest.raises(ValueError, match="n_models"):
         make_ensemble(jax.random.key(0), 0, small_batch)
+
+
+@pytest.mark.parametrize("n_models", [1, 2])
+def test_vmapped_over_candidates_matches_single_calls(small_batch, n_models):
+    """An ensemble vmapped over CM candidates, compiled with the data as traced inputs, equals
+    the ensemble called on each candidate alone.
+
+    Regression: the response part used to vmap one network over ``stack([cm, cm_ref])``; with
+    one vmap of size 1 and another not (a 1-member ensemble over several candidates, or several
+    members over one candidate) the CPU build of jax 0.10.2 compiled that into garbage (inf,
+    NaN, other cells' values) while the same jaxpr evaluated op by op was exact."""
+    ens = make_ensemble(jax.random.key(5), n_models, small_batch, embed=8, hidden=16)
+    u = jax.random.uniform(
+        jax.random.key(6), (3, small_batch.n_cells, small_batch.cm_unit.shape[-1])
+    )
+    one = eqx.filter_jit(lambda e, b, c: predict(e, b.with_cm(c[None]))[0])
+    many = eqx.filter_jit(
+        lambda e, b, cs: jax.vmap(lambda c: predict(e, b.with_cm(c[None]))[0])(cs)
+    )
+    want = np.stack([np.asarray(one(ens, small_batch, u[i])) for i in range(3)])
+    assert np.all(np.isfinite(want))
+    for n in (1, 2, 3):
+        got = np.asarray(many(ens, small_batch, u[:n]))
+        chex.assert_shape(got, (n, small_batch.n_snapshots, small_batch.n_cells, 1))
+        np.testing.assert_allclose(got, want[:n], rtol=1e-4, err_msg=f"{n} candidate(s)")
