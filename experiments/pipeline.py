@@ -137,6 +137,108 @@ def twin_table(
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 
+# --------------------------------------------------------------------------- 1b. twin calibration
+UE_CLUSTERING_GRID: tuple[float, ...] = (0.0, 0.15, 0.3, 0.45, 0.6, 0.75, 0.9)
+"""`calibrate_ue_clustering`'s candidate values of `dtwin.areas.AreaType.ue_clustering`."""
+
+
+def calibrate_ue_clustering(
+    area: str,
+    commercial: Mapping[str, Any],
+    *,
+    n_sites: int = 7,
+    counter: str = "mean_sinr_db",
+    grid: Sequence[float] = UE_CLUSTERING_GRID,
+    n_snapshots: int = 128,
+    seed: int = 0,
+    site_channel: SiteChannel | None = None,
+    schema: CMSchema = DEFAULT_CM_SCHEMA,
+) -> tuple[float, dict[str, Any]]:
+    """The twin's UE clustering that reproduces a commercial PM counter at the CM in force.
+
+    How strongly UEs gather (`dtwin.areas.AreaType.ue_clustering`) is not known a priori, but it
+    shows in per-cell radio counters that the network's efficiency does not touch: the more UEs
+    gather at their cell's hotspot, the higher their mean SINR (and CQI). This closes the loop on
+    that one parameter: the twin is simulated at the default CM on ``n_snapshots`` snapshots of
+    its own for each value of ``grid``, the area mean of ``counter`` is compared with the
+    commercial rows whose cell runs the default CM, and the value is read off by linear
+    interpolation (the counter rises monotonically with clustering; outside the grid's range
+    the nearest end is returned and ``report["clipped"]`` is True).
+
+    Args:
+        area: area type name (`dtwin.areas.AREA_TYPES`), as the twin data.
+        commercial: commercial columns (`commercial_table` or the user's data): the CM columns
+            of ``schema`` and ``counter``.
+        n_sites: the twin's hexagonal sites (1, 7 or 19).
+        counter: the PM counter matched (``mean_sinr_db`` default; ``mean_cqi`` also works).
+        grid: candidate clustering values, increasing, within [0, 0.9].
+        n_snapshots: twin snapshots per candidate.
+        seed: the twin snapshots' seed.
+        site_channel: the twin's site-specific channel, if any.
+        schema: CM schema (its default CM selects the rows).
+
+    Returns:
+        ``(ue_clustering, report)``; ``report`` holds the commercial target, the twin's value
+        per grid point, the rows used and excluded (non-default CM, non-finite counter).
+
+    Raises:
+        ValueError: if a column is missing, the grid is not increasing within [0, 0.9], or no
+            commercial row at the default CM has a finite counter.
+    """
+    import opt
+    from dtwin.areas import network_for_area
+
+    need = [*schema.names, counter]
+    missing = [c for c in need if c not in commercial]
+    if missing:
+        raise ValueError(
+            f"calibrate_ue_clustering: commercial data lack column(s) {missing} "
+            f"(have {sorted(commercial)})"
+        )
+    g = np.asarray(grid, np.float64)
+    if g.ndim != 1 or g.size < 2 or np.any(np.diff(g) <= 0) or g[0] < 0 or g[-1] > 0.9:
+        raise ValueError(
+            f"calibrate_ue_clustering: grid must hold >= 2 increasing values in [0, 0.9], "
+            f"got {list(grid)}"
+        )
+    default = {p.name: p.default for p in schema.params}
+    at_default = np.ones(np.shape(commercial[counter]), bool)
+    for name, value in default.items():
+        at_default &= np.isclose(np.asarray(commercial[name], np.float64), value)
+    values = np.asarray(commercial[counter], np.float64)
+    use = at_default & np.isfinite(values)
+    if not use.any():
+        raise ValueError(
+            f"calibrate_ue_clustering: no commercial row at the default CM {default} has a "
+            f"finite {counter!r}"
+        )
+    target = float(values[use].mean())
+    twin_values = []
+    for c in g:
+        at = area_type(area).with_site_channel(site_channel).with_ue_clustering(float(c))
+        network = network_for_area(at, n_sites)
+        twin = opt.twin_predictor(
+            jax.random.PRNGKey(seed), network, at, n_snapshots, kpis=(counter,), schema=schema
+        )
+        cm = {k: jnp.asarray(v) for k, v in schema.default(network.n_cells).items()}
+        twin_values.append(float(np.nanmean(np.asarray(twin(cm).mean[counter]))))
+    tv = np.asarray(twin_values)
+    order = np.argsort(tv)  # the counter rises with clustering; sorting guards against noise
+    value = float(np.interp(target, tv[order], g[order]))
+    report = {
+        "counter": counter,
+        "commercial_target": target,
+        "grid": g.tolist(),
+        "twin_values": tv.tolist(),
+        "ue_clustering": value,
+        "clipped": bool(target < tv.min() or target > tv.max()),
+        "rows_used": int(use.sum()),
+        "rows_excluded_not_default_cm": int((~at_default).sum()),
+        "rows_excluded_non_finite": int((at_default & ~np.isfinite(values)).sum()),
+    }
+    return value, report
+
+
 # --------------------------------------------------------------------------- 2. field stand-in
 def _field_keys(seed: int) -> tuple[PRNGKeyArray, PRNGKeyArray]:
     """(network key, data key) -- the same split as ``s2r field``."""

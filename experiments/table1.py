@@ -29,6 +29,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from dtwin.sweep import DEFAULT_UE_CLUSTERING
 from experiments import pipeline as P
 from experiments.meta import write_result
 from sim2real.transfer import METHODS, TransferConfig
@@ -71,6 +72,12 @@ def add_common_flags(ap: argparse.ArgumentParser, *, twin: int, commercial: int)
     ap.add_argument("--anchor-weight", type=float, default=0.5, help="surrogate share (0-1)")
     ap.add_argument(
         "--twin-sim-snapshots", type=int, default=32, help="twin snapshots of the anchored rows"
+    )
+    ap.add_argument(
+        "--calibrate-ue",
+        action="store_true",
+        help="calibrate the twin's UE clustering to the commercial mean SINR at the default CM "
+        "(experiments.pipeline.calibrate_ue_clustering) before generating the twin data",
     )
     ap.add_argument("--small", action="store_true", help="CI size (about a minute)")
     ap.add_argument("--out", default="results", help="output directory")
@@ -119,6 +126,21 @@ def prepare(args: argparse.Namespace, max_commercial_samples: int | None = None)
     n = field.n_cells
     n_twin = max(2, math.ceil(args.twin_samples / n))
     n_train = max(2, math.ceil((max_commercial_samples or args.commercial_samples) / n))
+    comm = P.commercial_table(field, n_train + args.test_periods, seed=args.seed)
+    ids = np.asarray(comm["snapshot_id"])
+    test_rows = ids >= n_train
+    train = {k: np.asarray(v)[~test_rows] for k, v in comm.items()}
+    test = {k: np.asarray(v)[test_rows] for k, v in comm.items()}
+    clustering, calibration = DEFAULT_UE_CLUSTERING, None
+    if getattr(args, "calibrate_ue", False):  # from the commercial training rows only
+        clustering, calibration = P.calibrate_ue_clustering(
+            args.area,
+            train,
+            n_sites=args.n_sites,
+            seed=args.seed + 40_000,
+            site_channel=site_twin,
+            n_snapshots=8 if args.small else 128,
+        )
     twin = P.twin_table(
         args.area,
         n_twin,
@@ -126,12 +148,8 @@ def prepare(args: argparse.Namespace, max_commercial_samples: int | None = None)
         seed=args.seed + 1,
         progress=not args.quiet,
         site_channel=site_twin,
+        ue_clustering=clustering,
     )
-    comm = P.commercial_table(field, n_train + args.test_periods, seed=args.seed)
-    ids = np.asarray(comm["snapshot_id"])
-    test_rows = ids >= n_train
-    train = {k: np.asarray(v)[~test_rows] for k, v in comm.items()}
-    test = {k: np.asarray(v)[test_rows] for k, v in comm.items()}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # masked no-UE rows are expected on the twin's broad CMs
         twin_batch, test_batch = P.batches(twin, test)
@@ -149,6 +167,8 @@ def prepare(args: argparse.Namespace, max_commercial_samples: int | None = None)
         near_cms=near,
         near_truth=near_truth,
         n_cells=n,
+        ue_clustering=clustering,
+        ue_calibration=calibration,
     )
 
 
@@ -170,11 +190,11 @@ def anchored_predictors(args, setup, ensemble, context) -> dict[str, Any]:
     import opt
     from dtwin.areas import area_type, network_for_area
     from dtwin.cm import DEFAULT_CM_SCHEMA
-    from dtwin.sweep import DEFAULT_UE_CLUSTERING
     from opt.predictor import ensemble_predictor
 
     site_twin, _ = P.site_channels_for(getattr(args, "site_channel", None), args.area)
-    at = area_type(args.area).with_site_channel(site_twin).with_ue_clustering(DEFAULT_UE_CLUSTERING)
+    clustering = setup.get("ue_clustering", DEFAULT_UE_CLUSTERING)
+    at = area_type(args.area).with_site_channel(site_twin).with_ue_clustering(clustering)
     twin = opt.twin_predictor(
         jax.random.PRNGKey(args.seed + 30_000),
         network_for_area(at, args.n_sites),
@@ -279,6 +299,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "n_cells": setup["n_cells"],
         "twin_rows": int(np.asarray(setup["twin_batch"].mask).size),
         "commercial_train_rows": int(len(setup["train"]["cell_id"])),
+        "twin_ue_clustering": setup["ue_clustering"],
+        "ue_calibration": setup["ue_calibration"],
         "synthetic_field": True,
     }
     config = {**vars(args), "transfer": P.config_dict(transfer_config(args))}

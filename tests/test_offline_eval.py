@@ -316,3 +316,44 @@ def test_predict_candidates_any_chunk_matches_single_calls():
         np.testing.assert_allclose(got, want, rtol=1e-4, err_msg=f"chunk={chunk}")
     with pytest.raises(ValueError, match="chunk"):
         P.predict_candidates(pred, cms, chunk=0)
+
+
+def test_calibrate_ue_clustering_recovers_the_generating_value():
+    """Commercial counters simulated by the twin itself at a known UE clustering (other
+    snapshots than the calibration's): the calibration must return that value."""
+    import opt
+    from dtwin.areas import area_type, network_for_area
+
+    true_c = 0.7  # far from the twin's default (0.35) and between grid points
+    at = area_type("urban").with_ue_clustering(true_c)
+    net = network_for_area(at, 7)
+    twin = opt.twin_predictor(jax.random.PRNGKey(123), net, at, 64, kpis=("mean_sinr_db",))
+    cm = {k: jnp.asarray(v) for k, v in DEFAULT_CM_SCHEMA.default(net.n_cells).items()}
+    sinr = np.asarray(twin(cm).mean["mean_sinr_db"])
+    comm = {k: np.asarray(v) for k, v in cm.items()}
+    comm["mean_sinr_db"] = sinr
+    # a row on a trial CM and a row without a counter are excluded, and counted
+    comm = {k: np.append(v, v[:2]) for k, v in comm.items()}
+    comm["tilt_deg"][-2] += 1.0
+    comm["mean_sinr_db"][-1] = np.nan
+    got, report = P.calibrate_ue_clustering("urban", comm, n_snapshots=64, seed=7)
+    assert abs(got - true_c) < 0.1, report
+    assert report["rows_used"] == net.n_cells
+    assert report["rows_excluded_not_default_cm"] == 1
+    assert report["rows_excluded_non_finite"] == 1
+    assert np.all(np.diff(report["twin_values"]) > 0)  # SINR rises with clustering
+
+
+def test_calibrate_ue_clustering_bad_input():
+    comm = {
+        "tilt_deg": np.array([6.0]),
+        "tx_power_dbm": np.array([46.0]),
+        "cio_db": np.array([0.0]),
+    }
+    with pytest.raises(ValueError, match="mean_sinr_db"):
+        P.calibrate_ue_clustering("urban", comm)
+    comm["mean_sinr_db"] = np.array([np.nan])
+    with pytest.raises(ValueError, match="grid"):
+        P.calibrate_ue_clustering("urban", comm, grid=(0.5, 0.2))
+    with pytest.raises(ValueError, match="finite"):
+        P.calibrate_ue_clustering("urban", comm)
