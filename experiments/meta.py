@@ -7,9 +7,10 @@ Every experiment ends with one call::
     write_result(out / "name.json", results, config=vars(args), seed=args.seed, t0=t0)
 
 which writes ``{"experiment", "config", "seed", "machine", "versions", "git_commit",
-"wall_time_s", "finished_utc", "results"}``. Values are made JSON-safe on the way (numpy/JAX
-scalars and arrays to numbers and lists, ``Path`` to str, NaN/inf to ``null``), so the file is
-strict JSON.
+"wall_time_s", "finished_utc", "results"}`` (``git_commit`` is the commit the process loaded;
+``git_commit_at_finish`` is added when the checkout moved during the run). Values are made
+JSON-safe on the way (numpy/JAX scalars and arrays to numbers and lists, ``Path`` to str,
+NaN/inf to ``null``), so the file is strict JSON.
 """
 
 from __future__ import annotations
@@ -89,6 +90,12 @@ def git_commit(repo: str | os.PathLike | None = None) -> str | None:
         return None
 
 
+LOADED_COMMIT: str | None = git_commit()
+"""`git_commit` when this module was imported, i.e. the code an experiment process loaded (one
+``git`` call per process). A run that takes an hour can end after further commits; its JSON
+names this commit, not the one at the end."""
+
+
 def machine_info() -> dict[str, Any]:
     """Platform, Python, CPU model and core count, and the JAX backend and devices."""
     import jax
@@ -134,15 +141,19 @@ def run_metadata(config: Mapping[str, Any], seed: int | None, t0: float) -> dict
         seed: the PRNG seed (``None`` for deterministic runs without one).
         t0: ``time.perf_counter()`` at the start of the run.
     """
-    return {
+    meta = {
         "config": to_jsonable(dict(config)),
         "seed": seed,
         "machine": machine_info(),
         "versions": package_versions(),
-        "git_commit": git_commit(),
+        "git_commit": LOADED_COMMIT,
         "wall_time_s": time.perf_counter() - t0,
         "finished_utc": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     }
+    now = git_commit()
+    if now != LOADED_COMMIT:  # the checkout moved during the run: say so
+        meta["git_commit_at_finish"] = now
+    return meta
 
 
 def write_result(

@@ -103,6 +103,7 @@ META_KEYS = frozenset(
         "machine",
         "versions",
         "git_commit",
+        "git_commit_at_finish",
         "wall_time_s",
         "finished_utc",
     }
@@ -239,6 +240,8 @@ def run_table(record: Mapping[str, Any]) -> Table:
         ("finished (UTC)", fmt(record.get("finished_utc"))),
         ("git commit", fmt(record.get("git_commit"))),
     ]
+    if record.get("git_commit_at_finish") is not None:
+        rows.append(("git commit at finish", fmt(record.get("git_commit_at_finish"))))
     for pkg in ("jax", "equinox", "optax", "sionna-rt"):
         v = versions.get(pkg, machine.get(pkg))
         if v is not None:

@@ -132,6 +132,19 @@ def test_write_result_records_versions_device_and_time(tmp_path):
     assert not path.with_suffix(".json.tmp").exists()
 
 
+def test_result_names_the_commit_the_run_loaded(tmp_path, monkeypatch):
+    """A run that outlives a commit records the commit it loaded, and the later one apart."""
+    import experiments.meta as meta
+
+    monkeypatch.setattr(meta, "LOADED_COMMIT", "a" * 40)
+    monkeypatch.setattr(meta, "git_commit", lambda repo=None: "b" * 40)
+    rec = write_result(tmp_path / "r.json", {}, config={}, seed=0, t0=time.perf_counter())
+    assert rec["git_commit"] == "a" * 40 and rec["git_commit_at_finish"] == "b" * 40
+    monkeypatch.setattr(meta, "git_commit", lambda repo=None: "a" * 40)
+    rec = write_result(tmp_path / "r.json", {}, config={}, seed=0, t0=time.perf_counter())
+    assert rec["git_commit"] == "a" * 40 and "git_commit_at_finish" not in rec
+
+
 def test_package_versions_absent_package():
     v = package_versions(("numpy", "surely-not-installed-pkg"))
     assert v["numpy"] == np.__version__ and v["surely-not-installed-pkg"] is None
