@@ -195,6 +195,9 @@ def calibrate_ue_clustering(
             f"calibrate_ue_clustering: commercial data lack column(s) {missing} "
             f"(have {sorted(commercial)})"
         )
+    lengths = {c: int(np.size(commercial[c])) for c in need}
+    if len(set(lengths.values())) != 1:
+        raise ValueError(f"calibrate_ue_clustering: columns differ in length: {lengths}")
     g = np.asarray(grid, np.float64)
     if g.ndim != 1 or g.size < 2 or np.any(np.diff(g) <= 0) or g[0] < 0 or g[-1] > 0.9:
         raise ValueError(

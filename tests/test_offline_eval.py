@@ -352,6 +352,9 @@ def test_calibrate_ue_clustering_bad_input():
     }
     with pytest.raises(ValueError, match="mean_sinr_db"):
         P.calibrate_ue_clustering("urban", comm)
+    comm["mean_sinr_db"] = np.array([np.nan, 1.0])
+    with pytest.raises(ValueError, match="length"):
+        P.calibrate_ue_clustering("urban", comm)
     comm["mean_sinr_db"] = np.array([np.nan])
     with pytest.raises(ValueError, match="grid"):
         P.calibrate_ue_clustering("urban", comm, grid=(0.5, 0.2))
