@@ -86,6 +86,7 @@ from dtwin.sweep import DEFAULT_UE_CLUSTERING
 from experiments.meta import write_result
 from experiments.pipeline import (
     batches,
+    calibrate_ue_clustering,
     commercial_table,
     config_dict,
     ensemble_predictor,
@@ -292,6 +293,19 @@ def run_area(area: str, args: argparse.Namespace, log=print) -> dict[str, Any]:
     times: dict[str, float] = {}
     t = time.perf_counter()
     site_twin, site_field = site_channels_for(getattr(args, "site_channel", None), area)
+    field = field_for_area(area, n_sites=args.sites, seed=seed, site_channel=site_field)
+    comm = commercial_table(field, args.periods, seed=seed)
+    clustering, calibration = DEFAULT_UE_CLUSTERING, None
+    if getattr(args, "calibrate_ue", False):  # from this area's commercial counters only
+        clustering, calibration = calibrate_ue_clustering(
+            area,
+            comm,
+            n_sites=args.sites,
+            seed=seed + 40_000,
+            site_channel=site_twin,
+            n_snapshots=min(128, max(8, args.twin_sim_snapshots)),
+        )
+        log(f"  {area}: twin UE clustering calibrated to {clustering:.3f}")
     twin = twin_table(
         area,
         args.twin_snapshots,
@@ -299,9 +313,8 @@ def run_area(area: str, args: argparse.Namespace, log=print) -> dict[str, Any]:
         seed=seed,
         progress=False,
         site_channel=site_twin,
+        ue_clustering=clustering,
     )
-    field = field_for_area(area, n_sites=args.sites, seed=seed, site_channel=site_field)
-    comm = commercial_table(field, args.periods, seed=seed)
     tb, cb = batches(twin, comm, targets=TARGETS)
     times["data_s"] = time.perf_counter() - t
 
@@ -320,7 +333,7 @@ def run_area(area: str, args: argparse.Namespace, log=print) -> dict[str, Any]:
     predictors = {m: ensemble_predictor(models[m], context) for m in SURROGATES}
     current = DEFAULT_CM_SCHEMA.default(field.n_cells)  # the CM in force in the commercial data
     # the twin itself as a predictor: its simulation on snapshots of its own (not the field's)
-    at_twin = area_type(area).with_site_channel(site_twin).with_ue_clustering(DEFAULT_UE_CLUSTERING)
+    at_twin = area_type(area).with_site_channel(site_twin).with_ue_clustering(clustering)
     predictors["twin_simulation"] = opt.twin_predictor(
         jax.random.PRNGKey(seed + 30_000),
         network_for_area(at_twin, args.sites),
@@ -372,7 +385,13 @@ def run_area(area: str, args: argparse.Namespace, log=print) -> dict[str, Any]:
     before = {k: truth[k][0] for k in TARGETS}
     cur = {n: np.asarray(current[n]) for n in names}
     lo, hi = opt.trust_region(DEFAULT_CM_SCHEMA, current, safety.trust_steps)
-    out: dict[str, Any] = {"n_cells": field.n_cells, "methods": {}, "timings_s": times}
+    out: dict[str, Any] = {
+        "n_cells": field.n_cells,
+        "twin_ue_clustering": clustering,
+        "ue_calibration": calibration,
+        "methods": {},
+        "timings_s": times,
+    }
     for j, m in enumerate(args.methods, start=1):
         after = {k: truth[k][j] for k in TARGETS}
         rec = recs[m]
@@ -516,6 +535,17 @@ def markdown(results: Mapping[str, Any]) -> str:
             f"{r['guardrail_violations']} | {r['cells_violating_guardrails']} | "
             f"{r['mean_abs_change_steps']:.3f} | {r['gain_per_risk']:+.3f} |"
         )
+    calibrated = {
+        a: r["twin_ue_clustering"] for a, r in areas.items() if r.get("ue_calibration") is not None
+    }
+    if calibrated:
+        lines += [
+            "",
+            "Twin UE clustering calibrated to each area's commercial mean SINR at the default CM "
+            "(`--calibrate-ue`): "
+            + ", ".join(f"{a} {v:.3f}" for a, v in calibrated.items())
+            + f" (uncalibrated default {DEFAULT_UE_CLUSTERING}).",
+        ]
     lines += ["", f"Size: `{results['size']}`. Synthetic stand-in, not a real network.", ""]
     return "\n".join(lines)
 
@@ -683,6 +713,13 @@ def _parser() -> argparse.ArgumentParser:
         default=ANCHOR_WEIGHT,
         help="sim2real_anchored: the surrogate's share of the CM response (0 = the twin's "
         "response added to the surrogate's level, 1 = the surrogate alone; opt.AnchoredPredictor)",
+    )
+    ap.add_argument(
+        "--calibrate-ue",
+        action="store_true",
+        help="calibrate each area's twin UE clustering to its commercial mean SINR at the "
+        "default CM (experiments.pipeline.calibrate_ue_clustering) before generating twin data "
+        "and the twin simulation",
     )
     ap.add_argument("--areas", default=",".join(AREAS), help="comma-separated area types")
     ap.add_argument("--methods", default=",".join(METHODS), help=f"subset of {','.join(METHODS)}")

@@ -8,7 +8,8 @@ Public API (see the submodules):
   `batch_from_arrays`, `split_snapshots`.
 * surrogate / ensemble: `Surrogate`, `EnvironmentPart`, `ResponsePart`, `init_surrogate`,
   `env_filter`, `response_filter`, `predict_kpis`, `make_ensemble`, `predict`.
-* transfer: `fit`, `METHODS`, `TransferConfig`, `pretrain_twin`, `train_ensemble`.
+* transfer: `fit`, `METHODS`, `TransferConfig`, `pretrain_twin`, `train_ensemble`,
+  `fit_response_gain`.
 * metrics: `mape`, `mae`, `spearman`, `response_fidelity`, `auc`, `domain_similarity_pct`.
 * checkpoint: `save_checkpoint`, `restore_checkpoint`, `latest_step`.
 """
@@ -54,7 +55,14 @@ from .surrogate import (
     predict_kpis,
     response_filter,
 )
-from .transfer import METHODS, TransferConfig, fit, pretrain_twin, train_ensemble
+from .transfer import (
+    METHODS,
+    TransferConfig,
+    fit,
+    fit_response_gain,
+    pretrain_twin,
+    train_ensemble,
+)
 
 DEMO_CELLS = Path(__file__).resolve().parent / "demo" / "cells.csv"
 """A bundled synthetic ``cells.csv`` (metro, urban and suburban parts, hex-like layout)."""
@@ -97,6 +105,7 @@ __all__ = [
     "predict",
     "predict_kpis",
     "predict_members",
+    "fit_response_gain",
     "pretrain_twin",
     "response_fidelity",
     "response_filter",

@@ -25,6 +25,10 @@ Methods (`METHODS`):
   part (embedding, base level, output calibration) on commercial data; the response part is
   frozen (``anchor_weight == 0``, bit-identical) or tied to the twin by
   ``anchor_weight ||theta_resp - theta_resp,twin||^2``.
+* ``sim2real_gain`` -- ``sim2real``, then the response's per-target amplitude (``log_gain``,
+  one scalar per target) fitted in closed form to the commercial CM trials
+  (`fit_response_gain`); the response's shape (direction, ranking, neighbour pattern) stays
+  the twin's.
 
 A physics prior (a baseline column the network corrects) enters through the data
 (`ColumnRoles.priors` -> `GraphBatch.prior`); every method uses it alike.
@@ -780,6 +784,83 @@ def sim2real(key, twin, commercial, config, pretrained=None) -> Surrogate:
     )
 
 
+RESPONSE_GAIN_BOUNDS: tuple[float, float] = (0.25, 4.0)
+"""Range of the response amplitude factor `fit_response_gain` may apply."""
+
+
+def fit_response_gain(
+    ensemble: Surrogate,
+    data: GraphBatch,
+    *,
+    bounds: tuple[float, float] = RESPONSE_GAIN_BOUNDS,
+    chunk: int = 256,
+) -> tuple[Surrogate, Float[Array, "members n_targets"]]:
+    """Rescale each member's CM response per target to fit ``data``, in closed form.
+
+    With the prediction split into level and response, ``z = L + R`` (model domain; ``R`` is
+    the response part's term, zero at the reference CM), the factor ``g`` minimising
+    ``sum_rows (z_true - L - g R)^2`` is ``g = sum R (z_true - L) / sum R^2``; ``log_gain``
+    moves by ``log g``. Only rows whose CM differs from the reference carry information
+    (elsewhere ``R = 0``). ``g`` is clipped to ``bounds`` (so a response the data contradict
+    is damped, never reversed) and is 1 where the data hold no CM variation.
+
+    Args:
+        ensemble: a stacked ensemble (`sim2real.make_ensemble`).
+        data: rows to fit (e.g. the commercial data).
+        bounds: smallest and largest factor, ``0 < low <= 1 <= high``.
+        chunk: snapshots per evaluation.
+
+    Returns:
+        ``(ensemble with rescaled log_gain, factors [members, n_targets])``.
+    """
+    low, high = bounds
+    if not 0.0 < low <= 1.0 <= high:
+        raise ValueError(f"fit_response_gain: need 0 < low <= 1 <= high, got {bounds}")
+    no_response = eqx.tree_at(
+        lambda m: m.response.log_gain,
+        ensemble,
+        replace=jnp.full_like(ensemble.response.log_gain, -1e4),  # exp underflows to 0
+    )
+    level_and_full = eqx.filter_jit(
+        eqx.filter_vmap(
+            lambda full, bare, b: (apply(bare, b), apply(full, b)),
+            in_axes=(eqx.if_array(0), eqx.if_array(0), None),
+        )
+    )
+    num = den = 0.0
+    for i in range(0, data.n_snapshots, chunk):
+        b = data.take(jnp.arange(i, min(i + chunk, data.n_snapshots)))
+        level, full = level_and_full(ensemble, no_response, b)
+        r = full - level
+        w = b.mask[None, ..., None].astype(r.dtype)
+        resid = to_model_domain(b.targets, b.log_targets)[None] - level
+        num = num + jnp.sum(w * r * resid, axis=(1, 2))
+        den = den + jnp.sum(w * r * r, axis=(1, 2))
+    g = jnp.where(den > 1e-12, num / jnp.maximum(den, 1e-12), 1.0)
+    g = jnp.clip(g, low, high)
+    out = eqx.tree_at(
+        lambda m: m.response.log_gain, ensemble, replace=ensemble.response.log_gain + jnp.log(g)
+    )
+    return out, g
+
+
+def sim2real_gain(key, twin, commercial, config, pretrained=None) -> Surrogate:
+    """``sim2real``, then the response's per-target amplitude read from the commercial data.
+
+    The environment part adapts as in ``sim2real`` (the response frozen); then
+    `fit_response_gain` rescales each member's response per target by the least-squares factor
+    on the commercial rows (their CM trials around the default). The response network stays
+    bit-identical, so the direction and relative pattern of the twin's CM response (signs,
+    ranking of candidates, the neighbours' share) are kept exactly; only how strongly the KPI
+    moves -- one scalar per target -- comes from the commercial network.
+    """
+    twin = _require("twin", "sim2real_gain", twin)
+    commercial = _require("commercial", "sim2real_gain", commercial)
+    cfg = dataclasses.replace(config, anchor_weight=0.0)
+    ens = sim2real(key, twin, commercial, cfg, pretrained)
+    return fit_response_gain(ens, commercial)[0]
+
+
 Method = Callable[..., Surrogate]
 
 METHODS: dict[str, Method] = {
@@ -790,6 +871,7 @@ METHODS: dict[str, Method] = {
     "ewc": ewc,
     "dann": dann,
     "sim2real": sim2real,
+    "sim2real_gain": sim2real_gain,
 }
 """Registry of transfer methods: name -> ``method(key, twin, commercial, config, pretrained)``."""
 

@@ -55,9 +55,16 @@ def hex_topo(isd_m: float = 500.0) -> Topo:
 
 
 def true_log_kpi(
-    topo: Topo, cm_unit: np.ndarray, load: np.ndarray, hour: np.ndarray, commercial: bool
+    topo: Topo,
+    cm_unit: np.ndarray,
+    load: np.ndarray,
+    hour: np.ndarray,
+    commercial: bool,
+    response_gain: float = 1.0,
 ):
-    """Hidden log-throughput. cm_unit [S, C, 3] (tilt, power, cio in [0, 1])."""
+    """Hidden log-throughput. cm_unit [S, C, 3] (tilt, power, cio in [0, 1]).
+
+    ``response_gain`` multiplies the CM response of the commercial network (1: the twin's)."""
     t, p, c = cm_unit[..., 0], cm_unit[..., 1], cm_unit[..., 2]
     w = topo.near / topo.near.sum(1, keepdims=True)
     nb_p, nb_t = p @ w.T, t @ w.T
@@ -75,7 +82,8 @@ def true_log_kpi(
         level = (
             3.5 + area + shift + LOAD_SCALE * load_term + 0.1 * np.sin(2 * math.pi * hour / 24.0)
         )
-    return level + resp(t, p, c, nb_p, nb_t) - r0
+    gain = response_gain if commercial else 1.0
+    return level + gain * (resp(t, p, c, nb_p, nb_t) - r0)
 
 
 def make_batch(
@@ -86,16 +94,22 @@ def make_batch(
     commercial: bool,
     cm_mode: str,
     noise: float = 0.02,
+    response_gain: float = 1.0,
 ) -> GraphBatch:
-    """Synthetic data: cm_mode "uniform" (whole range) or "local" (default +- 1 step)."""
+    """Synthetic data: cm_mode "uniform" (whole range), "local" (default +- 1 step) or "mixed"
+    (per cell and snapshot one or the other, as the twin's `dtwin.sweep` "mixed" sampling)."""
     n = len(topo.x_m)
     shape = (n_snapshots, n)
     cm = {}
+    broad = rng.random(shape) < 0.5 if cm_mode == "mixed" else None
     for q in DEFAULT_CM_SCHEMA.params:
+        uniform = q.low + q.step * rng.integers(0, q.n_steps + 1, shape)
         if cm_mode == "uniform":
-            v = q.low + q.step * rng.integers(0, q.n_steps + 1, shape)
+            v = uniform
         else:
             v = q.default + q.step * rng.integers(-1, 2, shape) * (rng.random(shape) < 0.4)
+            if broad is not None:
+                v = np.where(broad, uniform, v)
         cm[q.name] = np.clip(v, q.low, q.high).astype(float)
     cm_unit = np.stack(
         [(cm[q.name] - q.low) / (q.high - q.low) for q in DEFAULT_CM_SCHEMA.params], axis=-1
@@ -103,7 +117,8 @@ def make_batch(
     hour = np.broadcast_to(rng.integers(0, 24, (n_snapshots, 1)), shape).astype(float)
     load = 50.0 * np.exp(rng.normal(0.0, 0.6, shape))
     ues = np.round(load / 5.0)
-    z = true_log_kpi(topo, cm_unit, load, hour, commercial) + noise * rng.normal(size=shape)
+    z = true_log_kpi(topo, cm_unit, load, hour, commercial, response_gain)
+    z = z + noise * rng.normal(size=shape)
     return batch_from_arrays(
         x_m=topo.x_m,
         y_m=topo.y_m,

@@ -11,12 +11,24 @@ from __future__ import annotations
 
 import dataclasses
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from sim2real import METHODS, TransferConfig, fit, mae, predict, pretrain_twin
+from sim2real import (
+    METHODS,
+    TransferConfig,
+    fit,
+    fit_response_gain,
+    mae,
+    make_ensemble,
+    predict,
+    pretrain_twin,
+)
+from sim2real.surrogate import apply
+from sim2real.transfer import RESPONSE_GAIN_BOUNDS
 
 from .conftest import hex_topo, make_batch
 
@@ -69,6 +81,80 @@ def test_sim2real_key_property(problem, pretrained):
     assert not np.array_equal(s2r.env.offset, pretrained.env.offset)
 
 
+RESPONSE_GAIN = 1.8
+"""The commercial network's CM response is this multiple of the twin's (same shape)."""
+
+
+@pytest.mark.slow
+def test_sim2real_gain_reads_the_response_amplitude():
+    """A field whose KPI moves 1.8x as strongly with CM as the twin's, same direction/pattern.
+
+    ``sim2real_gain`` must recover the factor (its ``log_gain`` moves by ~log 1.8, the closed
+    form of the generator) with the response network's weights bit-identical, beat ``sim2real``
+    (amplitude 1) out of the commercial CM range, and change nothing material when the field's
+    amplitude is the twin's. The twin data are "mixed" (per cell broad or near the default, as
+    `dtwin.sweep`): a twin model trained on broad CMs alone is off at the all-default
+    neighbourhoods the commercial data sit in, which would hide the amplitude."""
+    topo = hex_topo()
+    rng = np.random.default_rng(5)
+    twin = make_batch(rng, topo, 64, commercial=False, cm_mode="mixed")
+    pretrained = pretrain_twin(jax.random.key(0), twin, CFG)
+    same = make_batch(rng, topo, 64, commercial=True, cm_mode="local")
+    same_out = make_batch(rng, topo, 24, commercial=True, cm_mode="uniform", noise=0.0)
+    g = RESPONSE_GAIN
+    comm = make_batch(rng, topo, 64, commercial=True, cm_mode="local", response_gain=g)
+    test_out = make_batch(
+        rng, topo, 24, commercial=True, cm_mode="uniform", noise=0.0, response_gain=g
+    )
+    a = fit("sim2real", jax.random.key(3), twin, same, CFG, pretrained=pretrained)
+    b = fit("sim2real_gain", jax.random.key(3), twin, same, CFG, pretrained=pretrained)
+    assert _log_mae(b, same_out) < 1.1 * _log_mae(a, same_out)
+    fixed = fit("sim2real", jax.random.key(3), twin, comm, CFG, pretrained=pretrained)
+    gain = fit("sim2real_gain", jax.random.key(3), twin, comm, CFG, pretrained=pretrained)
+    ratio = np.exp(np.asarray(gain.response.log_gain) - np.asarray(pretrained.response.log_gain))
+    print("learned response amplitude per member:", ratio.ravel())
+    assert np.all((ratio > 1.35) & (ratio < 2.4)), ratio
+    assert _log_mae(gain, test_out) < 0.8 * _log_mae(fixed, test_out)
+    # only log_gain moved in the response part
+    leaves = jax.tree_util.tree_leaves_with_path
+    moved = []
+    for (path, a), (_, b) in zip(leaves(gain.response), leaves(pretrained.response), strict=True):
+        if not np.array_equal(a, b):
+            moved.append(jax.tree_util.keystr(path))
+    assert moved == [".log_gain"], moved
+
+
+@pytest.mark.parametrize("factor", [0.5, 2.0, 3.0])
+def test_fit_response_gain_closed_form(factor):
+    """Targets made from the model itself with its response scaled by ``factor``: the closed
+    form must return that factor per member (to float precision) and apply it to log_gain."""
+    topo = hex_topo()
+    batch = make_batch(np.random.default_rng(1), topo, 8, commercial=False, cm_mode="mixed")
+    ens = make_ensemble(jax.random.key(0), 2, batch)
+    bare = eqx.tree_at(
+        lambda m: m.response.log_gain, ens, replace=jnp.full_like(ens.response.log_gain, -1e4)
+    )
+    full = eqx.filter_vmap(lambda m: apply(m, batch))(ens)
+    level = eqx.filter_vmap(lambda m: apply(m, batch))(bare)
+    for m in range(2):  # one member's data at a time: the other member's factor differs
+        z = level[m] + factor * (full[m] - level[m])
+        data = dataclasses.replace(batch, targets=jnp.exp(z))
+        out, g = fit_response_gain(ens, data, chunk=3)  # chunks of 3 snapshots sum like one
+        np.testing.assert_allclose(float(g[m, 0]), factor, rtol=2e-3)
+        np.testing.assert_allclose(
+            np.asarray(out.response.log_gain[m]),
+            np.asarray(ens.response.log_gain[m]) + np.log(factor),
+            rtol=1e-4,
+            atol=1e-4,
+        )
+    # a response the data reverse is damped to the lower bound, never flipped
+    z = level[0] - (full[0] - level[0])
+    _, g = fit_response_gain(ens, dataclasses.replace(batch, targets=jnp.exp(z)))
+    assert float(g[0, 0]) == pytest.approx(RESPONSE_GAIN_BOUNDS[0])
+    with pytest.raises(ValueError, match="low <= 1 <= high"):
+        fit_response_gain(ens, batch, bounds=(1.5, 4.0))
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("method", ["fine_tune", "l2sp", "ewc", "dann"])
 def test_other_methods_adapt(problem, pretrained, method):
@@ -95,7 +181,8 @@ def test_fit_rejects_bad_input(problem):
     with pytest.raises(ValueError, match="patience"):
         TransferConfig(patience=0)
     assert set(METHODS) == {
-        "commercial_only", "twin_only", "fine_tune", "l2sp", "ewc", "dann", "sim2real"
+        "commercial_only", "twin_only", "fine_tune", "l2sp", "ewc", "dann", "sim2real",
+        "sim2real_gain",
     }  # fmt: skip
 
 
