@@ -73,8 +73,39 @@ def trial(tmp_path_factory):
         "--context",
         "6",
     ]
-    results = ft.main(argv)
+    # --calibrate-ue's wiring with a stand-in calibration (the real one, `calibrate_ue_clustering`,
+    # is tested in tests/test_offline_eval.py; here it would add minutes): it must see each area's
+    # commercial table, and its value must reach the twin data and the twin simulation
+    calls, twin_clusterings = [], []
+    real_twin_table = ft.twin_table
+
+    def fake_calibration(area, commercial, **kw):
+        calls.append((area, sorted(commercial)))
+        return CALIBRATED, {"ue_clustering": CALIBRATED, "stub": True}
+
+    def spy_twin_table(*a, **kw):
+        twin_clusterings.append(kw.get("ue_clustering"))
+        return real_twin_table(*a, **kw)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(ft, "calibrate_ue_clustering", fake_calibration)
+        mp.setattr(ft, "twin_table", spy_twin_table)
+        results = ft.main([*argv, "--calibrate-ue"])
+    assert [c[0] for c in calls] == list(AREAS)
+    assert all("mean_sinr_db" in cols for _, cols in calls)
+    assert twin_clusterings == [CALIBRATED] * len(AREAS)
     return out, results
+
+
+CALIBRATED = 0.3  # the stand-in calibration's value (uncalibrated default 0.35)
+
+
+def test_calibrated_twin_is_recorded(trial):
+    out, res = trial
+    for a in AREAS:
+        assert res["areas"][a]["twin_ue_clustering"] == CALIBRATED
+        assert res["areas"][a]["ue_calibration"]["stub"] is True
+    assert "calibrated to each area's commercial mean SINR" in (out / "field_trial.md").read_text()
 
 
 def test_outputs_cover_every_area(trial):
