@@ -193,7 +193,7 @@ def anchored_predictors(args, setup, ensemble, context) -> dict[str, Any]:
     from opt.predictor import ensemble_predictor
 
     site_twin, _ = P.site_channels_for(getattr(args, "site_channel", None), args.area)
-    clustering = setup.get("ue_clustering", DEFAULT_UE_CLUSTERING)
+    clustering = setup["ue_clustering"]
     at = area_type(args.area).with_site_channel(site_twin).with_ue_clustering(clustering)
     twin = opt.twin_predictor(
         jax.random.PRNGKey(args.seed + 30_000),

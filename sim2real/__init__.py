@@ -7,7 +7,7 @@ Public API (see the submodules):
 * graph / dataset: `neighbour_graph`, `NeighbourGraph`, `GraphBatch`, `build_batch`,
   `batch_from_arrays`, `split_snapshots`.
 * surrogate / ensemble: `Surrogate`, `EnvironmentPart`, `ResponsePart`, `init_surrogate`,
-  `env_filter`, `response_filter`, `predict_kpis`, `make_ensemble`, `predict`.
+  `env_filter`, `response_filter`, `predict_kpis`, `apply_parts`, `make_ensemble`, `predict`.
 * transfer: `fit`, `METHODS`, `TransferConfig`, `pretrain_twin`, `train_ensemble`,
   `fit_response_gain`.
 * metrics: `mape`, `mae`, `spearman`, `response_fidelity`, `auc`, `domain_similarity_pct`.
@@ -50,6 +50,7 @@ from .surrogate import (
     EnvironmentPart,
     ResponsePart,
     Surrogate,
+    apply_parts,
     env_filter,
     init_surrogate,
     predict_kpis,
@@ -68,6 +69,7 @@ DEMO_CELLS = Path(__file__).resolve().parent / "demo" / "cells.csv"
 """A bundled synthetic ``cells.csv`` (metro, urban and suburban parts, hex-like layout)."""
 
 __all__ = [
+    "apply_parts",
     "AREA_TYPES",
     "DEMO_CELLS",
     "METHODS",

@@ -214,29 +214,62 @@ class Surrogate(eqx.Module):
         prior: Float[Array, "cells n_targets"],
     ) -> tuple[Float[Array, "cells n_targets"], Float[Array, "cells embed"]]:
         """One snapshot: (model-domain prediction, environment embedding)."""
+        level, r, e = self.snapshot_parts(
+            state, static, cm_unit, cm_ref_unit, neighbours, edge_features, neighbour_mask, prior
+        )
+        return level + r, e
+
+    def snapshot_parts(
+        self,
+        state: Float[Array, "cells n_state"],
+        static: Float[Array, "cells n_static"],
+        cm_unit: Float[Array, "cells n_cm"],
+        cm_ref_unit: Float[Array, " n_cm"],
+        neighbours: Int[Array, "cells k"],
+        edge_features: Float[Array, "cells k n_edge"],
+        neighbour_mask: Bool[Array, "cells k"],
+        prior: Float[Array, "cells n_targets"],
+    ) -> tuple[Float[Array, "cells n_targets"], Float[Array, "cells n_targets"], Array]:
+        """One snapshot split: (level at the reference CM, response term, environment embedding);
+        the prediction is ``level + response`` (model domain)."""
         e = self.env.embed(state, static)
         r = self.response(
             state, static, cm_unit, cm_ref_unit, neighbours, edge_features, neighbour_mask
         )
-        return prior + self.env.calibrate(self.env.base(e)) + r, e
+        return prior + self.env.calibrate(self.env.base(e)), r, e
 
 
-def _snapshots(model: Surrogate, batch: GraphBatch) -> tuple[Array, Array]:
+def _snapshot_parts(model: Surrogate, batch: GraphBatch) -> tuple[Array, Array, Array]:
     g = batch.graph
     ef = g.edge_features()
 
     def one(state, cm_unit, prior):
-        return model.snapshot(
+        return model.snapshot_parts(
             state, batch.static, cm_unit, batch.cm_ref_unit, g.index, ef, g.mask, prior
         )
 
     return jax.vmap(one)(batch.state, batch.cm_unit, batch.prior)
 
 
+def _snapshots(model: Surrogate, batch: GraphBatch) -> tuple[Array, Array]:
+    level, r, e = _snapshot_parts(model, batch)
+    return level + r, e
+
+
 @eqx.filter_jit
 def apply(model: Surrogate, batch: GraphBatch) -> Float[Array, "snapshots cells n_targets"]:
     """Model-domain predictions for every snapshot of ``batch`` (log for log targets)."""
     return _snapshots(model, batch)[0]
+
+
+@eqx.filter_jit
+def apply_parts(
+    model: Surrogate, batch: GraphBatch
+) -> tuple[Float[Array, "snapshots cells n_targets"], Float[Array, "snapshots cells n_targets"]]:
+    """Model-domain ``(level, response)`` for every snapshot; `apply` is their sum. The level is
+    the prediction at the reference CM, the response the CM's change from it."""
+    level, r, _ = _snapshot_parts(model, batch)
+    return level, r
 
 
 @eqx.filter_jit

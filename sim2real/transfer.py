@@ -55,6 +55,7 @@ from .surrogate import (
     Surrogate,
     all_filter,
     apply,
+    apply_parts,
     embed,
     env_filter,
     key_seed,
@@ -816,22 +817,11 @@ def fit_response_gain(
     low, high = bounds
     if not 0.0 < low <= 1.0 <= high:
         raise ValueError(f"fit_response_gain: need 0 < low <= 1 <= high, got {bounds}")
-    no_response = eqx.tree_at(
-        lambda m: m.response.log_gain,
-        ensemble,
-        replace=jnp.full_like(ensemble.response.log_gain, -1e4),  # exp underflows to 0
-    )
-    level_and_full = eqx.filter_jit(
-        eqx.filter_vmap(
-            lambda full, bare, b: (apply(bare, b), apply(full, b)),
-            in_axes=(eqx.if_array(0), eqx.if_array(0), None),
-        )
-    )
+    parts = eqx.filter_vmap(apply_parts, in_axes=(eqx.if_array(0), None))  # over members
     num = den = 0.0
     for i in range(0, data.n_snapshots, chunk):
         b = data.take(jnp.arange(i, min(i + chunk, data.n_snapshots)))
-        level, full = level_and_full(ensemble, no_response, b)
-        r = full - level
+        level, r = parts(ensemble, b)
         w = b.mask[None, ..., None].astype(r.dtype)
         resid = to_model_domain(b.targets, b.log_targets)[None] - level
         num = num + jnp.sum(w * r * resid, axis=(1, 2))
@@ -847,17 +837,17 @@ def fit_response_gain(
 def sim2real_gain(key, twin, commercial, config, pretrained=None) -> Surrogate:
     """``sim2real``, then the response's per-target amplitude read from the commercial data.
 
-    The environment part adapts as in ``sim2real`` (the response frozen); then
-    `fit_response_gain` rescales each member's response per target by the least-squares factor
-    on the commercial rows (their CM trials around the default). The response network stays
-    bit-identical, so the direction and relative pattern of the twin's CM response (signs,
-    ranking of candidates, the neighbours' share) are kept exactly; only how strongly the KPI
-    moves -- one scalar per target -- comes from the commercial network.
+    The model adapts exactly as ``sim2real`` (with the default ``anchor_weight == 0`` only the
+    environment part, the response frozen); then `fit_response_gain` rescales each member's
+    response per target by the least-squares factor on the commercial rows (their CM trials
+    around the default). With a frozen response the response network stays bit-identical, so
+    the direction and relative pattern of the twin's CM response (signs, ranking of candidates,
+    the neighbours' share) are kept exactly; only how strongly the KPI moves -- one scalar per
+    target -- comes from the commercial network.
     """
     twin = _require("twin", "sim2real_gain", twin)
     commercial = _require("commercial", "sim2real_gain", commercial)
-    cfg = dataclasses.replace(config, anchor_weight=0.0)
-    ens = sim2real(key, twin, commercial, cfg, pretrained)
+    ens = sim2real(key, twin, commercial, config, pretrained)
     return fit_response_gain(ens, commercial)[0]
 
 

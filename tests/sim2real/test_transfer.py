@@ -131,11 +131,13 @@ def test_fit_response_gain_closed_form(factor):
     topo = hex_topo()
     batch = make_batch(np.random.default_rng(1), topo, 8, commercial=False, cm_mode="mixed")
     ens = make_ensemble(jax.random.key(0), 2, batch)
-    bare = eqx.tree_at(
-        lambda m: m.response.log_gain, ens, replace=jnp.full_like(ens.response.log_gain, -1e4)
+    # the level is the prediction at the reference CM (`apply` of the batch moved there), the
+    # response the rest: computed here without the split the function under test uses
+    at_ref = dataclasses.replace(
+        batch, cm_unit=jnp.broadcast_to(batch.cm_ref_unit, batch.cm_unit.shape)
     )
     full = eqx.filter_vmap(lambda m: apply(m, batch))(ens)
-    level = eqx.filter_vmap(lambda m: apply(m, batch))(bare)
+    level = eqx.filter_vmap(lambda m: apply(m, at_ref))(ens)
     for m in range(2):  # one member's data at a time: the other member's factor differs
         z = level[m] + factor * (full[m] - level[m])
         data = dataclasses.replace(batch, targets=jnp.exp(z))
