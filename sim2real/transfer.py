@@ -817,6 +817,14 @@ def fit_response_gain(
     low, high = bounds
     if not 0.0 < low <= 1.0 <= high:
         raise ValueError(f"fit_response_gain: need 0 < low <= 1 <= high, got {bounds}")
+    if int(chunk) < 1:
+        raise ValueError(f"fit_response_gain: chunk must be >= 1, got {chunk}")
+    n_targets = ensemble.response.log_gain.shape[-1]
+    if len(data.target_names) != n_targets:
+        raise ValueError(
+            f"fit_response_gain: the ensemble predicts {n_targets} target(s), the data hold "
+            f"{list(data.target_names)}"
+        )
     parts = eqx.filter_vmap(apply_parts, in_axes=(eqx.if_array(0), None))  # over members
     num = den = 0.0
     for i in range(0, data.n_snapshots, chunk):

@@ -155,6 +155,15 @@ def test_fit_response_gain_closed_form(factor):
     assert float(g[0, 0]) == pytest.approx(RESPONSE_GAIN_BOUNDS[0])
     with pytest.raises(ValueError, match="low <= 1 <= high"):
         fit_response_gain(ens, batch, bounds=(1.5, 4.0))
+    with pytest.raises(ValueError, match="chunk"):
+        fit_response_gain(ens, batch, chunk=0)
+    two = dataclasses.replace(
+        batch,
+        targets=jnp.concatenate([batch.targets, batch.targets], -1),
+        target_names=("dl_throughput_mbps", "dl_volume_mb"),
+    )
+    with pytest.raises(ValueError, match="target"):
+        fit_response_gain(ens, two)
 
 
 @pytest.mark.slow
