@@ -48,7 +48,7 @@ from .channel import (
 )
 from .cm import DEFAULT_CM_SCHEMA, CMParam, CMSchema
 from .geometry import Topology, UEs, drop_ues, hex_topology, link_geometry
-from .kpi import SNAPSHOTS_PER_PERIOD, period_kpis, soft_quantile
+from .kpi import SNAPSHOTS_PER_PERIOD, period_influence, period_kpis, soft_quantile
 from .links import coupling_loss_db, geometry_sinr_db, thermal_noise_dbm
 from .network import (
     LinkChannel,
@@ -68,6 +68,7 @@ from .user_network import UserNetwork, network_from_cells, user_sweep_rows
 __all__ = [
     "SNAPSHOTS_PER_PERIOD",
     "DEFAULT_UE_CLUSTERING",
+    "period_influence",
     "period_kpis",
     "AREA_TYPES",
     "AreaType",

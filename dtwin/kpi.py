@@ -354,9 +354,51 @@ def period_kpis(
     return out
 
 
+def period_influence(
+    per_snapshot: dict[str, Float[ArrayLike, "snapshots cells"]],
+    active_ues: Float[ArrayLike, "snapshots cells"],
+) -> dict[str, Float[Array, "snapshots cells"]]:
+    """Each snapshot's linearised (delta-method) influence on the period KPIs of `period_kpis`.
+
+    For a UE-weighted KPI the period value is the ratio ``R = Σ_i w_i v_i / Σ_i w_i`` (``w``:
+    served UE mass, ``v``: the snapshot's value; snapshots where the cell serves nobody or ``v``
+    is NaN count with ``w = 0``) and the influence of snapshot ``i`` is
+    ``a_i = w_i (v_i − R) / Σ_j w_j``; for a plain mean it is ``a_i = (v_i − R) / n``. The
+    sampling variance of ``R`` over ``n`` independent snapshots is then approximately
+    ``n / (n − 1) Σ_i a_i²`` (for a plain mean exactly the sample variance over ``n``), and that
+    of a *change* ``R(x) − R(x₀)`` on the same snapshots (paired) is
+    ``n / (n − 1) Σ_i (a_i(x) − a_i(x₀))²``.
+
+    Args:
+        per_snapshot: column -> ``[snapshots, cells]`` (NaN where a cell served nobody).
+        active_ues: ``[snapshots, cells]`` served UE mass per snapshot.
+
+    Returns:
+        column -> ``[snapshots, cells]`` (0 where a snapshot does not count; all 0 for a cell
+        whose period value is undefined, NaN in `period_kpis`).
+    """
+    w = jnp.asarray(active_ues, jnp.float32)
+    period = period_kpis(per_snapshot, w)
+    out = {}
+    for name, v in per_snapshot.items():
+        v = jnp.asarray(v)
+        r = jnp.where(jnp.isfinite(period[name]), period[name], 0.0)
+        if name in UE_WEIGHTED_KPIS:
+            ok = jnp.isfinite(v) & (w > 0)
+            ww = jnp.where(ok, w, 0.0)
+            total = jnp.sum(ww, axis=0)
+            dev = jnp.where(ok, v, 0.0) - r
+            out[name] = jnp.where(total > 0, ww * dev / jnp.where(total > 0, total, 1.0), 0.0)
+        else:  # a plain mean: undefined (NaN) if any snapshot is, as in `period_kpis`
+            defined = jnp.isfinite(period[name])
+            out[name] = jnp.where(defined, jnp.where(defined, v, 0.0) - r, 0.0) / v.shape[0]
+    return out
+
+
 __all__ = [
     "SNAPSHOTS_PER_PERIOD",
     "UE_WEIGHTED_KPIS",
+    "period_influence",
     "period_kpis",
     "cell_kpis",
     "coverage_indicator",

@@ -118,6 +118,8 @@ METHODS: tuple[str, ...] = (
 
 ANCHOR_WEIGHT = 0.5
 """``sim2real_anchored``'s surrogate share of the CM response (`opt.AnchoredPredictor`)."""
+ANCHOR_STD = "surrogate"
+"""``sim2real_anchored``'s uncertainty (`opt.AnchoredPredictor`'s ``std_mode``)."""
 
 METHOD = "sim2real_anchored"
 """The method under trial (the headline of the outputs)."""
@@ -342,7 +344,11 @@ def run_area(area: str, args: argparse.Namespace, log=print) -> dict[str, Any]:
         kpis=TARGETS,
     )
     predictors["sim2real_anchored"] = opt.AnchoredPredictor(
-        predictors["sim2real"], predictors["twin_simulation"], current, args.anchor_weight
+        predictors["sim2real"],
+        predictors["twin_simulation"],
+        current,
+        args.anchor_weight,
+        std_mode=getattr(args, "anchor_std", ANCHOR_STD),
     )
     truth_seed = seed + 10_000  # fresh snapshots: no training data used this seed
     oracle = _field_oracle(field, args.oracle_snapshots, seed + 20_000)  # not the judge's
@@ -354,7 +360,9 @@ def run_area(area: str, args: argparse.Namespace, log=print) -> dict[str, Any]:
         dataclasses.replace(g, margin=g.margin * args.margin_factor)
         for g in (opt.AREA_GUARDRAILS if args.guardrails == "area" else opt.DEFAULT_GUARDRAILS)
     )
-    safety = opt.SafetyConfig(guardrails=guardrails, change_cost=args.change_cost)
+    safety = opt.SafetyConfig(
+        guardrails=guardrails, change_cost=args.change_cost, kappa=getattr(args, "kappa", 1.0)
+    )
     search_cfg = opt.SearchConfig(
         n_starts=args.starts, n_steps=args.steps, refine_sweeps=args.refine_sweeps
     )
@@ -480,8 +488,10 @@ def markdown(results: Mapping[str, Any]) -> str:
         "",
         f"CM recommended by **{main}** (gradient search through the Sim2Real surrogate's level "
         "plus a blend of its and the Digital Twin's CM response, surrogate share "
-        f"{results.get('anchor_weight')}; "
-        "default safety settings), applied to the field stand-in and measured exactly on fresh "
+        f"{results.get('anchor_weight')}, uncertainty "
+        f"`{results.get('anchor_std', ANCHOR_STD)}`; default safety settings, "
+        f"κ = {results.get('kappa', 1.0)}), applied to the field stand-in and measured exactly "
+        "on fresh "
         "snapshots. DL throughput = mean over cells of `dl_throughput_mbps`.",
         "",
         "| area | before (Mbps) | after (Mbps) | gain % | oracle gain % | share of oracle | "
@@ -593,6 +603,8 @@ def summarise(
     size: str,
     anchor_weight: float,
     transfer_config: Mapping[str, Any],
+    anchor_std: str = ANCHOR_STD,
+    kappa: float = 1.0,
 ) -> dict[str, Any]:
     """The trial's results from its per-area results (`run_area`): overall, summary, reference."""
     ov = overall(areas, methods)
@@ -602,6 +614,8 @@ def summarise(
         "size": size,
         "method": METHOD,
         "anchor_weight": anchor_weight,
+        "anchor_std": anchor_std,
+        "kappa": kappa,
         "summary": {
             "before_mbps": s["before_mbps"],
             "after_mbps": s["after_mbps"],
@@ -638,7 +652,10 @@ def combine(paths, out: Path) -> dict[str, Any]:
     for p in map(Path, paths):
         rec = json.loads(p.read_text())
         cfg, res = rec["config"], rec["results"]
-        key = {k: cfg.get(k) for k in ("size", "seed", "anchor_weight", "methods", "sites")}
+        key = {
+            k: cfg.get(k)
+            for k in ("size", "seed", "anchor_weight", "anchor_std", "kappa", "methods", "sites")
+        }
         if first is None:
             first = (key, cfg)
         elif key != first[0]:
@@ -656,6 +673,8 @@ def combine(paths, out: Path) -> dict[str, Any]:
         methods,
         size=key["size"],
         anchor_weight=key["anchor_weight"],
+        anchor_std=key["anchor_std"] or ANCHOR_STD,
+        kappa=1.0 if key["kappa"] is None else key["kappa"],
         transfer_config=config_dict(
             TransferConfig(
                 n_models=cfg["members"],
@@ -715,6 +734,20 @@ def _parser() -> argparse.ArgumentParser:
         "response added to the surrogate's level, 1 = the surrogate alone; opt.AnchoredPredictor)",
     )
     ap.add_argument(
+        "--anchor-std",
+        choices=("surrogate", "response"),
+        default=ANCHOR_STD,
+        help="sim2real_anchored's uncertainty: the surrogate ensemble's spread at the candidate "
+        "(default) or the level's spread plus the blended response's (ensemble spread of the "
+        "surrogate's change, sampling error of the twin's; opt.AnchoredPredictor std_mode)",
+    )
+    ap.add_argument(
+        "--kappa",
+        type=float,
+        default=1.0,
+        help="opt.SafetyConfig.kappa: uncertainty penalty (std units) of every search",
+    )
+    ap.add_argument(
         "--calibrate-ue",
         action="store_true",
         help="calibrate each area's twin UE clustering to its commercial mean SINR at the "
@@ -764,6 +797,8 @@ def main(argv=None) -> dict[str, Any]:
             ap.error(f"--methods must include {need} (the method under trial and its parts)")
     if not 0.0 <= args.anchor_weight <= 1.0:
         ap.error(f"--anchor-weight must be in [0, 1], got {args.anchor_weight}")
+    if not (np.isfinite(args.kappa) and args.kappa >= 0):
+        ap.error(f"--kappa must be finite and >= 0, got {args.kappa}")
     if args.sites not in (1, 7, 19):
         ap.error(f"--sites must be 1, 7 or 19, got {args.sites}")
     for k in (
@@ -798,6 +833,8 @@ def main(argv=None) -> dict[str, Any]:
         [m for m in METHODS if m in args.methods],
         size=args.size,
         anchor_weight=args.anchor_weight,
+        anchor_std=args.anchor_std,
+        kappa=args.kappa,
         transfer_config=config_dict(
             TransferConfig(
                 n_models=args.members,

@@ -19,7 +19,7 @@ from jaxtyping import Array, Float
 
 from dtwin.cm import DEFAULT_CM_SCHEMA, CMSchema
 from sim2real.dataset import GraphBatch
-from sim2real.ensemble import predict
+from sim2real.ensemble import predict, predict_members
 
 from .objectives import Prediction, Predictor
 
@@ -36,13 +36,28 @@ class EnsemblePredictor(eqx.Module):
     context: GraphBatch
     schema: CMSchema = eqx.field(static=True, default=DEFAULT_CM_SCHEMA)
 
-    def __call__(self, cm: Mapping[str, Float[Array, " cells"]]) -> Prediction:
+    def _batch(self, cm: Mapping[str, Float[Array, " cells"]]) -> GraphBatch:
         missing = [n for n in self.context.cm_names if n not in cm]
         if missing:
             raise ValueError(f"EnsemblePredictor: the CM lacks parameter(s) {missing}")
         params = [self.schema[n] for n in self.context.cm_names]
         u = jnp.stack([(cm[p.name] - p.low) / (p.high - p.low) for p in params], axis=-1)
-        mean, std = predict(self.ensemble, self.context.with_cm(u[None]))
+        return self.context.with_cm(u[None])
+
+    def members(
+        self, cm: Mapping[str, Float[Array, " cells"]]
+    ) -> dict[str, Float[Array, "members cells"]]:
+        """Every member's prediction, averaged over the context snapshots (KPI units).
+
+        Their mean over members is ``self(cm).mean``; their spread across members, taken on a
+        *change* between two CMs, is the ensemble's uncertainty about that change
+        (`AnchoredPredictor`'s ``std_mode="response"``).
+        """
+        y = jnp.mean(predict_members(self.ensemble, self._batch(cm)), axis=1)
+        return {n: y[..., i] for i, n in enumerate(self.context.target_names)}
+
+    def __call__(self, cm: Mapping[str, Float[Array, " cells"]]) -> Prediction:
+        mean, std = predict(self.ensemble, self._batch(cm))
         names = self.context.target_names
         return Prediction(
             {n: jnp.mean(mean[..., i], axis=0) for i, n in enumerate(names)},

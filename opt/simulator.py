@@ -43,13 +43,17 @@ from jaxtyping import Array, Float, PRNGKeyArray
 
 from dtwin.areas import AreaType
 from dtwin.cm import DEFAULT_CM_SCHEMA, CMSchema
-from dtwin.kpi import period_kpis
+from dtwin.kpi import period_influence, period_kpis
 from dtwin.network import LinkChannel, Network, UEPopulation, cell_kpis, simulate
 
 from .objectives import CM, Prediction, Predictor
 
 ANCHOR_MODES: tuple[str, ...] = ("additive", "relative")
 """How `AnchoredPredictor` blends responses: changes in the KPI's unit, or of its log."""
+
+STD_MODES: tuple[str, ...] = ("surrogate", "response")
+"""Where `AnchoredPredictor`'s std comes from: the surrogate's ensemble spread at the candidate,
+or the level's spread at the CM in force plus the uncertainty of the blended response."""
 
 DEFAULT_KPIS: tuple[str, ...] = (
     "dl_throughput_mbps",
@@ -80,7 +84,8 @@ class SimulatorPredictor(eqx.Module):
     power_offset_db: Float[Array, " cells"]
     kpis: tuple[str, ...] = eqx.field(static=True, default=DEFAULT_KPIS)
 
-    def __call__(self, cm: Mapping[str, Float[Array, " cells"]]) -> Prediction:
+    def _snapshots(self, cm):
+        """Per-snapshot KPIs and served UE mass, soft and hard: ``((k, w), (k, w))``."""
         real_cm = dict(cm)
         real_cm["tilt_deg"] = cm["tilt_deg"] + self.tilt_offset_deg
         real_cm["tx_power_dbm"] = cm["tx_power_dbm"] + self.power_offset_db
@@ -90,11 +95,33 @@ class SimulatorPredictor(eqx.Module):
             k = {n: v for n, v in cell_kpis(self.network, pop, res).items() if n in self.kpis}
             return k, jnp.sum(res.serving_prob * pop.weight[:, None], axis=0)
 
-        soft = period_kpis(*jax.vmap(lambda p, c: one(p, c, False))(self.population, self.channel))
-        hard = period_kpis(*jax.vmap(lambda p, c: one(p, c, True))(self.population, self.channel))
+        soft = jax.vmap(lambda p, c: one(p, c, False))(self.population, self.channel)
+        hard = jax.vmap(lambda p, c: one(p, c, True))(self.population, self.channel)
+        return soft, hard
+
+    def _period(self, soft, hard) -> Prediction:
+        s, h = period_kpis(*soft), period_kpis(*hard)
         return Prediction.deterministic(
-            {n: soft[n] + jax.lax.stop_gradient(hard[n] - soft[n]) for n in self.kpis}
+            {n: s[n] + jax.lax.stop_gradient(h[n] - s[n]) for n in self.kpis}
         )
+
+    def __call__(self, cm: Mapping[str, Float[Array, " cells"]]) -> Prediction:
+        return self._period(*self._snapshots(cm))
+
+    def evaluate(
+        self, cm: Mapping[str, Float[Array, " cells"]]
+    ) -> tuple[Prediction, dict[str, Float[Array, "snapshots cells"]]]:
+        """The prediction and each snapshot's influence on it, from one simulation.
+
+        The influence (`dtwin.kpi.period_influence`, of the hard values with the soft
+        simulation's gradients passed straight through) gives the sampling error of a KPI
+        *change* between two CMs on these snapshots: ``sqrt(n/(n−1) Σ_i (a_i(x) − a_i(x₀))²)``
+        (`AnchoredPredictor`'s ``std_mode="response"``).
+        """
+        soft, hard = self._snapshots(cm)
+        st = lambda a, b: a + jax.lax.stop_gradient(b - a)  # noqa: E731
+        values = {n: st(soft[0][n], hard[0][n]) for n in self.kpis}
+        return self._period(soft, hard), period_influence(values, st(soft[1], hard[1]))
 
 
 def twin_predictor(
@@ -155,6 +182,26 @@ class AnchoredPredictor(eqx.Module):
             the candidate), so a search's program holds each predictor once per call site, not
             twice. Build a new predictor for another ``cm₀``: `dataclasses.replace` and
             `equinox.tree_at` keep the old values.
+        std_mode: where the std comes from (static).
+
+            * ``"surrogate"`` (default): the surrogate's ensemble spread at the candidate,
+              ``s_S(cm)`` -- the uncertainty of a model whose response the blend may hardly use.
+            * ``"response"``: the uncertainty of what the blend actually predicts, the level
+              (fixed at ``cm₀``) plus the blended change, as independent errors::
+
+                  std² = s_S(cm₀)² + w² Var_m[ΔS_m] + (1 − w)² Var_T[ΔT]
+
+              with ``ΔS_m = μ_S,m(cm) − μ_S,m(cm₀)`` member ``m``'s change (spread over the
+              ensemble's members, `EnsemblePredictor.members`) and ``Var_T[ΔT]`` the sampling
+              variance of the twin's change over its snapshots (paired, delta method,
+              `SimulatorPredictor.evaluate`). At ``cm₀`` it equals the surrogate's std; it grows
+              only where the response is uncertain. ``"relative"`` mode uses the variances of
+              the log changes, times ``μ(cm)²``. It does not include the twin's *model* error
+              (the twin's physics against the field's), which no spread over the twin's own
+              snapshots can show.
+        anchor_spread: ``(μ_S,m(cm₀), s_S(cm₀), a_i(cm₀))`` for ``std_mode="response"``:
+            member means, the surrogate's std and the twin's per-snapshot influences at the CM
+            in force (computed at construction when not given).
     """
 
     surrogate: Predictor
@@ -164,17 +211,38 @@ class AnchoredPredictor(eqx.Module):
     mode: str = eqx.field(static=True, default="additive")
     floor: float = eqx.field(static=True, default=1e-3)
     anchor_means: tuple[dict[str, Array], dict[str, Array]] | None = None
+    std_mode: str = eqx.field(static=True, default="surrogate")
+    anchor_spread: tuple[dict[str, Array], dict[str, Array], dict[str, Array]] | None = None
 
     def __post_init__(self):
         self._check()  # bad input fails before the (compiled) anchor evaluation
         if self.anchor_means is None:
             self.anchor_means = _anchor_means(self.surrogate, self.twin, self.current_cm)
+        if self.std_mode == "response" and self.anchor_spread is None:
+            self.anchor_spread = _anchor_spread(self.surrogate, self.twin, self.current_cm)
 
     def _check(self):
         if self.mode not in ANCHOR_MODES:
             raise ValueError(
                 f"AnchoredPredictor: mode must be one of {ANCHOR_MODES}, got {self.mode!r}"
             )
+        if self.std_mode not in STD_MODES:
+            raise ValueError(
+                f"AnchoredPredictor: std_mode must be one of {STD_MODES}, got {self.std_mode!r}"
+            )
+        if self.std_mode == "response":
+            if not callable(getattr(self.surrogate, "members", None)):
+                raise ValueError(
+                    "AnchoredPredictor: std_mode='response' needs a surrogate with per-member "
+                    f"predictions (.members(cm), e.g. opt.EnsemblePredictor); got "
+                    f"{type(self.surrogate).__name__}"
+                )
+            if not callable(getattr(self.twin, "evaluate", None)):
+                raise ValueError(
+                    "AnchoredPredictor: std_mode='response' needs a twin with per-snapshot "
+                    f"influences (.evaluate(cm), e.g. opt.SimulatorPredictor); got "
+                    f"{type(self.twin).__name__}"
+                )
         if isinstance(self.weight, jax.core.Tracer):
             return
         w = float(self.weight)
@@ -182,22 +250,57 @@ class AnchoredPredictor(eqx.Module):
             raise ValueError(f"AnchoredPredictor: weight must be in [0, 1], got {w}")
 
     def __call__(self, cm: Mapping[str, Float[Array, " cells"]]) -> Prediction:
-        s, t = self.surrogate(cm), self.twin(cm)
+        response_std = self.std_mode == "response"
+        if response_std:
+            members = self.surrogate.members(cm)
+            s = Prediction({k: jnp.mean(v, axis=0) for k, v in members.items()}, {})
+            t, influence = self.twin.evaluate(cm)
+        else:
+            s, t = self.surrogate(cm), self.twin(cm)
         s0, t0 = self.anchor_means
         rel = self.mode == "relative"
         f = (lambda v: jnp.log(jnp.maximum(v, self.floor))) if rel else (lambda v: v)
-        mean = {}
+        w = self.weight
+        mean, var = {}, {}
         for k in s.mean:
             d_s = f(s.mean[k]) - f(s0[k])
+            ok = jnp.zeros_like(d_s, bool)
             if k in t.mean:
                 ok = jnp.isfinite(t.mean[k]) & jnp.isfinite(t0[k])
                 d_t = f(jnp.where(ok, t.mean[k], 1.0)) - f(jnp.where(ok, t0[k], 1.0))
                 d_t = jnp.where(ok, d_t, d_s)
             else:
                 d_t = d_s
-            d = self.weight * d_s + (1.0 - self.weight) * d_t
+            d = w * d_s + (1.0 - w) * d_t
             mean[k] = s0[k] * jnp.exp(d) if rel else s0[k] + d
-        return Prediction(mean, dict(s.std))
+            if response_std:
+                var[k] = self._response_var(k, members, influence, s.mean, t.mean, ok)
+        if not response_std:
+            return Prediction(mean, dict(s.std))
+        level_std = self.anchor_spread[1]
+        std = {}
+        for k in mean:
+            v = var[k] * mean[k] ** 2 if rel else var[k]  # relative: var of Δlog -> KPI units
+            std[k] = _safe_sqrt(level_std[k] ** 2 + v)
+        return Prediction(mean, std)
+
+    def _response_var(self, k, members, influence, s_mean, t_mean, ok):
+        """Variance of the blended response of KPI ``k`` (std_mode="response")."""
+        mem0, _, infl0 = self.anchor_spread
+        w = self.weight
+        d_m = members[k] - mem0[k]  # each member's change [members, cells]
+        var_s = jnp.mean((d_m - jnp.mean(d_m, axis=0)) ** 2, axis=0)
+        if k in influence:
+            e = influence[k] - infl0[k]
+            n = e.shape[0]
+            var_t = jnp.sum(e**2, axis=0) * n / max(n - 1, 1)
+        else:
+            var_t = jnp.zeros_like(var_s)
+        if self.mode == "relative":  # variances of changes of log KPI
+            var_s = var_s / jnp.maximum(s_mean[k], self.floor) ** 2
+            t_k = jnp.where(ok, t_mean.get(k, 1.0), 1.0)
+            var_t = var_t / jnp.maximum(t_k, self.floor) ** 2
+        return jnp.where(ok, w**2 * var_s + (1.0 - w) ** 2 * var_t, var_s)
 
 
 @eqx.filter_jit
@@ -205,8 +308,21 @@ def _anchor_means(surrogate, twin, current_cm):
     return dict(surrogate(current_cm).mean), dict(twin(current_cm).mean)
 
 
+@eqx.filter_jit
+def _anchor_spread(surrogate, twin, current_cm):
+    members = surrogate.members(current_cm)
+    return dict(members), dict(surrogate(current_cm).std), dict(twin.evaluate(current_cm)[1])
+
+
+def _safe_sqrt(x):
+    """``sqrt(max(x, 0))`` with a zero (not NaN) gradient at 0."""
+    pos = x > 0
+    return jnp.where(pos, jnp.sqrt(jnp.where(pos, x, 1.0)), 0.0)
+
+
 __all__: Sequence[str] = (
     "ANCHOR_MODES",
+    "STD_MODES",
     "DEFAULT_KPIS",
     "AnchoredPredictor",
     "SimulatorPredictor",

@@ -208,6 +208,10 @@ def test_bad_flags_are_rejected():
         ft.main(["--anchor-weight", "1.5"])
     with pytest.raises(SystemExit):
         ft.main(["--sites", "5"])
+    with pytest.raises(SystemExit):
+        ft.main(["--kappa", "-1"])
+    with pytest.raises(SystemExit):
+        ft.main(["--anchor-std", "ensemble"])
 
 
 def test_combine_reproduces_the_single_run(trial, tmp_path):

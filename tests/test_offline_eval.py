@@ -139,6 +139,27 @@ def test_ensemble_predictor_matches_predict(ensemble_and_batch):
     np.testing.assert_allclose(out.std["dl_throughput_mbps"], std[..., 0].mean(0), rtol=1e-5)
 
 
+def test_ensemble_predictor_members(ensemble_and_batch):
+    """``members(cm)``: each member's prediction (sim2real.predict_members, context-averaged);
+    their mean is the predictor's mean."""
+    from sim2real.ensemble import member, predict_kpis
+
+    ens, b = ensemble_and_batch
+    pred = P.ensemble_predictor(ens, b)
+    cm = {k: jnp.asarray(v) for k, v in DEFAULT_CM_SCHEMA.default(N_CELLS).items()}
+    cm["tilt_deg"] = cm["tilt_deg"] + jnp.array([2.0, -2.0, 0.0])
+    mem = pred.members(cm)
+    chex.assert_shape(mem["dl_throughput_mbps"], (2, N_CELLS))
+    p_ = {n: DEFAULT_CM_SCHEMA[n] for n in b.cm_names}
+    u = jnp.stack([(cm[n] - p_[n].low) / (p_[n].high - p_[n].low) for n in b.cm_names], -1)
+    for i in range(2):  # reference: each member alone on the batch with the CM written in
+        y = predict_kpis(member(ens, i), b.with_cm(jnp.broadcast_to(u, b.cm_unit.shape)))
+        np.testing.assert_allclose(mem["dl_throughput_mbps"][i], y[..., 0].mean(0), rtol=1e-5)
+    np.testing.assert_allclose(
+        mem["dl_throughput_mbps"].mean(0), pred(cm).mean["dl_throughput_mbps"], rtol=1e-5
+    )
+
+
 def test_ensemble_predictor_grad_and_vmap(ensemble_and_batch):
     ens, b = ensemble_and_batch
     pred = P.ensemble_predictor(ens, b)

@@ -176,3 +176,166 @@ def test_anchored_keeps_surrogate_response_where_twin_undefined():
         )
     )(cm["tilt_deg"])
     assert np.all(np.isfinite(g))
+
+
+# --------------------------------------------------------------------------- response uncertainty
+def _jackknife_var(values, weights, weighted):
+    """Jackknife variance of the period value (numpy, from the aggregation's definition)."""
+    n = values.shape[0]
+    ok = np.isfinite(values) & (weights > 0 if weighted else True)
+    w = np.where(ok, weights if weighted else 1.0, 0.0)
+    v = np.where(ok, values, 0.0)
+    loo = (np.sum(w * v, 0) - w * v) / (np.sum(w, 0) - w)  # leave snapshot i out
+    return (n - 1) / n * np.sum((loo - loo.mean(0)) ** 2, 0)
+
+
+def test_period_influence_variance_matches_the_jackknife():
+    """``n/(n−1) Σ a_i²`` (delta method) against the jackknife variance of the period KPI
+    (ratio estimator of a UE-weighted KPI, with snapshots serving nobody), also for a paired
+    change; a plain-mean KPI gives exactly the sample variance of the mean."""
+    from dtwin.kpi import period_influence
+
+    rng = np.random.default_rng(0)
+    n, cells = 400, 3
+    name = "dl_throughput_mbps"
+    w0 = rng.gamma(2.0, 1.0, (n, cells)).astype(np.float32)
+    w0[rng.random((n, cells)) < 0.1] = 0.0  # snapshots in which the cell serves nobody
+    v0 = rng.lognormal(3.0, 0.5, (n, cells)).astype(np.float32)
+    v0[w0 == 0] = np.nan
+    v1 = (v0 * rng.lognormal(0.1, 0.2, (n, cells))).astype(np.float32)  # the same snapshots
+    w1 = (w0 * rng.uniform(0.5, 1.5, (n, cells))).astype(np.float32)
+    a0 = np.asarray(period_influence({name: v0}, w0)[name])
+    a1 = np.asarray(period_influence({name: v1}, w1)[name])
+    chex.assert_shape(a0, (n, cells))
+
+    def loo(v, w):  # the period value with snapshot i left out, from its definition
+        ok = np.isfinite(v) & (w > 0)
+        w, v = np.where(ok, w, 0.0).astype(np.float64), np.where(ok, v, 0.0).astype(np.float64)
+        return (np.sum(w * v, 0) - w * v) / (np.sum(w, 0) - w)
+
+    def jackknife(t):
+        return (n - 1) / n * np.sum((t - t.mean(0)) ** 2, 0)
+
+    lin = n / (n - 1) * np.sum(a0**2, 0)
+    np.testing.assert_allclose(lin, jackknife(loo(v0, w0)), rtol=0.03)
+    lin_change = n / (n - 1) * np.sum((a1 - a0) ** 2, 0)
+    np.testing.assert_allclose(lin_change, jackknife(loo(v1, w1) - loo(v0, w0)), rtol=0.03)
+    assert np.all(lin_change < 0.5 * (lin + n / (n - 1) * np.sum(a1**2, 0)))  # pairing helps
+    # plain mean: exactly the sample variance of the mean; undefined (NaN) -> influences 0
+    full = rng.lognormal(3.0, 0.5, (n, cells)).astype(np.float32)
+    a = np.asarray(period_influence({"traffic_volume_mb": full}, w1)["traffic_volume_mb"])
+    np.testing.assert_allclose(
+        n / (n - 1) * np.sum(a**2, 0), np.var(full, 0, ddof=1) / n, rtol=1e-4
+    )
+    a = np.asarray(period_influence({"traffic_volume_mb": v0}, w0)["traffic_volume_mb"])
+    np.testing.assert_array_equal(a, 0.0)
+
+
+def test_simulator_evaluate_is_the_prediction_and_its_influences(twin):
+    from dtwin.kpi import period_influence
+
+    pred, net = twin
+    cm = _cm(net, d_tilt=jnp.array([1.0, -2.0, 0.0]))
+    out, infl = pred.evaluate(cm)
+    plain = pred(cm)
+    per, mass = [], []
+    for s in range(pred.population.weight.shape[0]):
+        pop = jax.tree.map(lambda x, s=s: x[s], pred.population)
+        ch = jax.tree.map(lambda x, s=s: x[s], pred.channel)
+        res = simulate(net, pop, ch, cm, hard=True)
+        per.append({k: v for k, v in cell_kpis(net, pop, res).items() if k in KPIS})
+        mass.append(jnp.sum(res.serving_prob * pop.weight[:, None], axis=0))
+    ref = period_influence({k: jnp.stack([p[k] for p in per]) for k in KPIS}, jnp.stack(mass))
+    for k in KPIS:
+        np.testing.assert_allclose(out.mean[k], plain.mean[k], rtol=1e-6)
+        chex.assert_shape(infl[k], (4, net.n_cells))
+        np.testing.assert_allclose(infl[k], ref[k], rtol=2e-4, atol=1e-5)
+
+
+class _Members(eqx.Module):
+    """Members ``m``: ``mean_k,m = a_k exp(b_k,m · tilt)``; std = population std over members."""
+
+    a: jnp.ndarray  # [kpis]
+    b: jnp.ndarray  # [members, kpis]
+
+    def members(self, cm):
+        x = cm["tilt_deg"]
+        return {k: self.a[i] * jnp.exp(self.b[:, i, None] * x[None]) for i, k in enumerate(KPIS)}
+
+    def __call__(self, cm):
+        m = self.members(cm)
+        return opt.Prediction(
+            {k: v.mean(0) for k, v in m.items()}, {k: v.std(0) for k, v in m.items()}
+        )
+
+
+class _Snapshots(eqx.Module):
+    """A twin with ``mean = t_k tilt`` and snapshot influences ``a_i = c_i,k tilt``."""
+
+    t: jnp.ndarray  # [kpis]
+    c: jnp.ndarray  # [snapshots, kpis]
+
+    def evaluate(self, cm):
+        x = cm["tilt_deg"]
+        mean = {k: self.t[i] * x for i, k in enumerate(KPIS)}
+        return opt.Prediction.deterministic(mean), {
+            k: self.c[:, i, None] * x[None] for i, k in enumerate(KPIS)
+        }
+
+    def __call__(self, cm):
+        return self.evaluate(cm)[0]
+
+
+def test_anchored_response_std_closed_form():
+    sur = _Members(
+        jnp.array([100.0, 20.0, 0.9]),
+        jnp.array([[0.10, -0.05, 0.01], [0.12, -0.02, 0.0], [0.07, -0.06, 0.02]]),
+    )
+    c = jnp.asarray(np.random.default_rng(0).normal(0.0, 0.5, (8, 3)), jnp.float32)
+    tw = _Snapshots(jnp.array([-3.0, 1.0, 0.02]), c)
+    cm0 = {"tilt_deg": jnp.array([4.0, 6.0]), "tx_power_dbm": jnp.zeros(2), "cio_db": jnp.zeros(2)}
+    cm = dict(cm0, tilt_deg=jnp.array([7.0, 2.0]))
+    x0, x = cm0["tilt_deg"], cm["tilt_deg"]
+    for w in (0.0, 0.4, 1.0):
+        ap = opt.AnchoredPredictor(sur, tw, cm0, w, std_mode="response")
+        out = ap(cm)
+        plain = opt.AnchoredPredictor(sur, tw, cm0, w)(cm)  # same mean as std_mode="surrogate"
+        for i, k in enumerate(KPIS):
+            np.testing.assert_allclose(out.mean[k], plain.mean[k], rtol=1e-5)
+            m0 = np.asarray(sur.a[i] * np.exp(np.asarray(sur.b)[:, i, None] * np.asarray(x0)))
+            m1 = np.asarray(sur.a[i] * np.exp(np.asarray(sur.b)[:, i, None] * np.asarray(x)))
+            level = m0.std(0)
+            var_s = (m1 - m0).var(0)
+            var_t = 8 / 7 * np.sum((np.asarray(c)[:, i, None] * np.asarray(x - x0)) ** 2, 0)
+            ref = np.sqrt(level**2 + w**2 * var_s + (1 - w) ** 2 * var_t)
+            np.testing.assert_allclose(out.std[k], ref, rtol=1e-4)
+            np.testing.assert_allclose(ap(cm0).std[k], level, rtol=1e-5)  # at the anchor
+    # the penalty's gradient is finite at the anchor (a sqrt of a variance that vanishes there)
+    ap = opt.AnchoredPredictor(sur, tw, cm0, 0.4, std_mode="response")
+    g = jax.grad(lambda t: jnp.sum(ap(dict(cm0, tilt_deg=t)).std[KPIS[0]]))(x0)
+    assert np.all(np.isfinite(g))
+    with pytest.raises(ValueError, match="std_mode"):
+        opt.AnchoredPredictor(sur, tw, cm0, 0.4, std_mode="ensemble")
+    with pytest.raises(ValueError, match="per-member"):
+        opt.AnchoredPredictor(_Exp(sur.a, sur.b[0]), tw, cm0, 0.4, std_mode="response")
+    with pytest.raises(ValueError, match="per-snapshot"):
+        opt.AnchoredPredictor(sur, _Exp(sur.a, sur.b[0]), cm0, 0.4, std_mode="response")
+
+
+def test_anchored_response_std_on_the_twin_simulation(twin):
+    """With the real twin simulation: ``(1 − w)²`` times the sampling variance of the twin's
+    change, computed from the twin's per-snapshot hard KPIs (jackknife over its snapshots is
+    too coarse at 4 snapshots; the delta method is checked against it above)."""
+    from dtwin.kpi import period_influence
+
+    pred, net = twin
+    sur = _Members(jnp.array([100.0, 20.0, 0.9]), jnp.zeros((2, 3)))  # constant: no spread
+    cm0 = _cm(net)
+    cm = _cm(net, d_tilt=jnp.array([2.0, -2.0, 0.0]))
+    out = opt.AnchoredPredictor(sur, pred, cm0, 0.25, std_mode="response")(cm)
+    a0, a1 = pred.evaluate(cm0)[1], pred.evaluate(cm)[1]
+    for k in KPIS:
+        ref = 0.75 * np.sqrt(4 / 3 * np.sum((np.asarray(a1[k]) - np.asarray(a0[k])) ** 2, 0))
+        np.testing.assert_allclose(out.std[k], ref, rtol=1e-4, atol=1e-6)
+    assert float(out.std["dl_throughput_mbps"][0]) > 0
+    del period_influence
