@@ -26,7 +26,8 @@ suburban: UMa with few UEs; `dtwin.areas`):
      surrogate anchored to the Digital Twin (`opt.AnchoredPredictor`): the surrogate's level
      and uncertainty (adapted to the area's commercial data) with the twin simulation's relative
      CM response (`opt.twin_predictor`, the twin's own snapshots; ``--anchor-weight`` blends in
-     the surrogate's response);
+     the surrogate's response; ``--anchor-std response`` takes the uncertainty of the blended
+     response instead of the surrogate's spread at the candidate);
    * ``sim2real`` (ablation): gradient search through the Sim2Real surrogate alone;
    * ``twin_simulation``: gradient search through the twin simulation alone (its own level);
    * ``random_search``, ``coordinate_descent``, ``cma_es``: derivative-free baselines through the

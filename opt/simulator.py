@@ -19,8 +19,11 @@ directly:
 
   per cell and KPI, with ``cm₀`` the CM in force, ``μ_S`` the surrogate, ``μ_T`` the twin
   simulation and ``w`` the surrogate's share of the response (``w = 1``: the surrogate alone;
-  ``w = 0``: the twin's response on the surrogate's level). The std is the surrogate's (its
-  ensemble spread at ``cm``: how far the candidate is from what the data support). This is
+  ``w = 0``: the twin's response on the surrogate's level). The std is by default the
+  surrogate's (its ensemble spread at ``cm``: how far the candidate is from what the data
+  support); ``std_mode="response"`` makes it the uncertainty of what the blend predicts: the
+  level's spread at ``cm₀`` plus the blended change's (the members' spread of the surrogate's
+  change, the sampling error of the twin's change over its snapshots). This is
   Sim2Real's split taken one step further: the *environment* (level) comes from commercial data,
   the *response rule* partly from the twin's physics rather than only from a network trained to
   imitate it. ``mode="relative"`` blends changes of log KPI instead (ratios). The two differ
