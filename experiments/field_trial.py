@@ -238,6 +238,18 @@ def _recommend(method, key, predictors, oracle, current, safety, search_cfg, n_e
     raise ValueError(f"unknown method {method!r}; choose from {METHODS}")
 
 
+_KEY_FIELDS = (
+    "after_mbps",
+    "gain_pct",
+    "coverage_after",
+    "cell_edge_after_mbps",
+    "guardrail_violated",
+    "mean_abs_change_steps",
+    "gain_per_risk",
+)
+"""What `run_area` keeps of each extra search key's field effect (``--search-keys``)."""
+
+
 def _area_kpis(truth: Mapping[str, np.ndarray]) -> dict[str, float]:
     return {k: float(np.nanmean(truth[k])) for k in TARGETS}
 
@@ -368,24 +380,33 @@ def run_area(area: str, args: argparse.Namespace, log=print) -> dict[str, Any]:
         n_starts=args.starts, n_steps=args.steps, refine_sweeps=args.refine_sweeps
     )
 
+    n_keys = int(getattr(args, "search_keys", 1))
     recs: dict[str, Any] = {}
+    key_recs: dict[str, list[Any]] = {}
     for i, m in enumerate(args.methods):
-        t = time.perf_counter()
         key = jax.random.fold_in(jax.random.PRNGKey(seed + 1), i)
-        rec = _recommend(m, key, predictors, oracle, current, safety, search_cfg, args.evals)
-        recs[m] = jax.tree.map(np.asarray, rec)
-        times[f"recommend_{m}_s"] = time.perf_counter() - t
-        log(
-            f"  {area} {m}: predicted {float(rec.objective_before):.2f} -> "
-            f"{float(rec.objective_after):.2f} Mbps, {int(np.sum(rec.changed))} cells changed "
-            f"({times[f'recommend_{m}_s']:.1f} s)"
-        )
+        key_recs[m] = []
+        for j in range(n_keys):  # key 0 is the recommendation; more keys measure search noise
+            t = time.perf_counter()
+            kj = key if j == 0 else jax.random.fold_in(key, 10_000 + j)
+            rec = _recommend(m, kj, predictors, oracle, current, safety, search_cfg, args.evals)
+            key_recs[m].append(jax.tree.map(np.asarray, rec))
+            dt = time.perf_counter() - t
+            times[f"recommend_{m}_s" if j == 0 else f"recommend_{m}_key{j}_s"] = dt
+            log(
+                f"  {area} {m}{f' (key {j})' if j else ''}: predicted "
+                f"{float(rec.objective_before):.2f} -> {float(rec.objective_after):.2f} Mbps, "
+                f"{int(np.sum(rec.changed))} cells changed ({dt:.1f} s)"
+            )
+        recs[m] = key_recs[m][0]
 
     # apply every CM (current first) to the field, on fresh snapshots, in one batched call
     t = time.perf_counter()
     names = DEFAULT_CM_SCHEMA.names
+    order = [(m, j) for m in args.methods for j in range(n_keys)]
     cms = {
-        n: np.stack([np.asarray(current[n])] + [recs[m].cm[n] for m in args.methods]) for n in names
+        n: np.stack([np.asarray(current[n])] + [key_recs[m][j].cm[n] for m, j in order])
+        for n in names
     }
     truth = field_truth(
         field, cms, n_snapshots=args.truth_snapshots, seed=truth_seed, chunk=len(cms[names[0]])
@@ -401,10 +422,19 @@ def run_area(area: str, args: argparse.Namespace, log=print) -> dict[str, Any]:
         "methods": {},
         "timings_s": times,
     }
-    for j, m in enumerate(args.methods, start=1):
-        after = {k: truth[k][j] for k in TARGETS}
+    row = {mj: r for r, mj in enumerate(order, start=1)}
+    for m in args.methods:
+        after = {k: truth[k][row[m, 0]] for k in TARGETS}
         rec = recs[m]
         eff = field_effect(before, after, cur, rec.cm)
+        if n_keys > 1:  # every key's recommendation on the field (key 0 is the one above)
+            eff["keys"] = []
+            for j in range(n_keys):
+                e = field_effect(
+                    before, {t: truth[t][row[m, j]] for t in TARGETS}, cur, key_recs[m][j].cm
+                )
+                eff["keys"].append({k: e[k] for k in _KEY_FIELDS})
+                eff["keys"][-1]["recommended_cm"] = {n: key_recs[m][j].cm[n] for n in names}
         eff["predicted_before_mbps"] = float(rec.objective_before)
         eff["predicted_after_mbps"] = float(rec.objective_after)
         eff["reasons"] = {
@@ -473,7 +503,38 @@ def overall(areas: Mapping[str, Mapping[str, Any]], methods) -> dict[str, dict[s
         og = out["oracle"]["gain_pct"]
         for m in out:
             out[m]["share_of_oracle"] = out[m]["gain_pct"] / og if og > 0 else None
+    _overall_keys(areas, out, w, tot)
     return out
+
+
+def _overall_keys(areas, out, w, tot) -> None:
+    """With ``--search-keys`` > 1: per method, the overall gain of every key's recommendation,
+    their mean and sample std, and the share of the oracle as a ratio of key means."""
+    for m in out:
+        per_area = [areas[a]["methods"][m].get("keys") for a in areas]
+        if any(k is None for k in per_area) or len({len(k) for k in per_area}) != 1:
+            continue
+        b = out[m]["before_mbps"]
+        gains, gprs, violated = [], [], 0
+        for j in range(len(per_area[0])):
+            kj = {a: areas[a]["methods"][m]["keys"][j] for a in areas}
+            a_j = sum(w[a] * kj[a]["after_mbps"] for a in areas) / tot
+            gains.append(100.0 * (a_j - b) / b)
+            gprs.append(sum(w[a] * kj[a]["gain_per_risk"] for a in areas) / tot)
+            violated += sum(int(kj[a]["guardrail_violated"]) for a in areas)
+        out[m]["keys"] = {
+            "gain_pct": gains,
+            "gain_pct_mean": float(np.mean(gains)),
+            "gain_pct_sd": float(np.std(gains, ddof=1)) if len(gains) > 1 else 0.0,
+            "area_mean_gain_per_risk_mean": float(np.mean(gprs)),
+            "guardrail_violations": violated,
+        }
+    og = out.get("oracle", {}).get("keys", {}).get("gain_pct_mean")
+    for m in out:
+        if "keys" in out[m]:
+            out[m]["keys"]["share_of_oracle_mean"] = (
+                out[m]["keys"]["gain_pct_mean"] / og if og is not None and og > 0 else None
+            )
 
 
 def _fmt(v, spec=".2f"):
@@ -546,6 +607,26 @@ def markdown(results: Mapping[str, Any]) -> str:
             f"{r['guardrail_violations']} | {r['cells_violating_guardrails']} | "
             f"{r['mean_abs_change_steps']:.3f} | {r['gain_per_risk']:+.3f} |"
         )
+    with_keys = {m: r["keys"] for m, r in ov.items() if "keys" in r}
+    if with_keys:
+        n = len(next(iter(with_keys.values()))["gain_pct"])
+        lines += [
+            "",
+            f"## Over {n} search keys",
+            "",
+            "Each recommender searched again with other keys (multi-start draws) on the same "
+            "predictors; every recommendation applied to the field. Share of the oracle = mean "
+            "gain / the oracle's mean gain.",
+            "",
+            "| method | gain % per key | mean ± sd | share of oracle | areas violating |",
+            "|---|---|---|---|---|",
+        ]
+        for m, k in with_keys.items():
+            lines.append(
+                f"| {m} | {', '.join(f'{g:+.2f}' for g in k['gain_pct'])} | "
+                f"{k['gain_pct_mean']:+.2f} ± {k['gain_pct_sd']:.2f} | "
+                f"{_fmt(k.get('share_of_oracle_mean'), '.0%')} | {k['guardrail_violations']} |"
+            )
     calibrated = {
         a: r["twin_ue_clustering"] for a, r in areas.items() if r.get("ue_calibration") is not None
     }
@@ -624,6 +705,7 @@ def summarise(
             "oracle_gain_pct": ov.get("oracle", {}).get("gain_pct"),
             "share_of_oracle": s.get("share_of_oracle"),
             "guardrail_violations": s["guardrail_violations"],
+            "search_keys": s.get("keys"),
             "best_gain_per_risk": bool(
                 all(s["gain_per_risk"] > ov[m]["gain_per_risk"] for m in baselines)
             ),
@@ -655,7 +737,16 @@ def combine(paths, out: Path) -> dict[str, Any]:
         cfg, res = rec["config"], rec["results"]
         key = {
             k: cfg.get(k)
-            for k in ("size", "seed", "anchor_weight", "anchor_std", "kappa", "methods", "sites")
+            for k in (
+                "size",
+                "seed",
+                "anchor_weight",
+                "anchor_std",
+                "kappa",
+                "methods",
+                "sites",
+                "search_keys",
+            )
         }
         if first is None:
             first = (key, cfg)
@@ -755,6 +846,14 @@ def _parser() -> argparse.ArgumentParser:
         "default CM (experiments.pipeline.calibrate_ue_clustering) before generating twin data "
         "and the twin simulation",
     )
+    ap.add_argument(
+        "--search-keys",
+        type=int,
+        default=1,
+        help="search every method with this many keys (key 0 is the recommendation reported "
+        "per area); with > 1 the outputs add each key's field gain, mean ± sd, and the share "
+        "of the oracle's mean gain -- the search's own noise",
+    )
     ap.add_argument("--areas", default=",".join(AREAS), help="comma-separated area types")
     ap.add_argument("--methods", default=",".join(METHODS), help=f"subset of {','.join(METHODS)}")
     ap.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -798,6 +897,8 @@ def main(argv=None) -> dict[str, Any]:
             ap.error(f"--methods must include {need} (the method under trial and its parts)")
     if not 0.0 <= args.anchor_weight <= 1.0:
         ap.error(f"--anchor-weight must be in [0, 1], got {args.anchor_weight}")
+    if args.search_keys < 1:
+        ap.error(f"--search-keys must be >= 1, got {args.search_keys}")
     if not (np.isfinite(args.kappa) and args.kappa >= 0):
         ap.error(f"--kappa must be finite and >= 0, got {args.kappa}")
     if args.sites not in (1, 7, 19):

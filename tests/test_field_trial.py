@@ -72,6 +72,8 @@ def trial(tmp_path_factory):
         # seed and +20 % on another for the same CMs; 32+ agree (3 cells x ~7 UEs per snapshot)
         "--context",
         "6",
+        "--search-keys",
+        "2",
     ]
     # --calibrate-ue's wiring with a stand-in calibration (the real one, `calibrate_ue_clustering`,
     # is tested in tests/test_offline_eval.py; here it would add minutes): it must see each area's
@@ -127,13 +129,15 @@ def test_recommendations_on_grid_in_bounds_and_trust_region(trial):
     _, res = trial
     for a in AREAS:
         for m, r in res["areas"][a]["methods"].items():
+            every_key = [r["recommended_cm"]] + [k["recommended_cm"] for k in r.get("keys", [])]
             for p in DEFAULT_CM_SCHEMA.params:
                 cur = np.asarray(r["current_cm"][p.name])
-                new = np.asarray(r["recommended_cm"][p.name])
-                assert np.all((new >= p.low - 1e-4) & (new <= p.high + 1e-4)), (a, m, p.name)
-                k = (new - p.low) / p.step
-                np.testing.assert_allclose(k, np.round(k), atol=1e-3, err_msg=f"{a} {m} {p.name}")
-                assert np.all(np.abs(new - cur) <= TRUST_STEPS * p.step + 1e-4), (a, m, p.name)
+                for cm in every_key:
+                    new = np.asarray(cm[p.name])
+                    assert np.all((new >= p.low - 1e-4) & (new <= p.high + 1e-4)), (a, m, p.name)
+                    k = (new - p.low) / p.step
+                    np.testing.assert_allclose(k, np.round(k), atol=1e-3, err_msg=f"{a} {m}")
+                    assert np.all(np.abs(new - cur) <= TRUST_STEPS * p.step + 1e-4), (a, m)
 
 
 def test_method_no_guardrail_violation_on_field(trial):
@@ -156,6 +160,44 @@ def test_method_no_guardrail_violation_on_field(trial):
     e_b, e_a = (float(np.nanmean(x["cell_edge_throughput_mbps"])) for x in (before, after))
     assert cov_a >= cov_b - ft.COVERAGE_MARGIN, (a, cov_b, cov_a)
     assert e_a >= e_b * (1 - ft.EDGE_MARGIN), (a, e_b, e_a)
+
+
+def test_search_keys_are_each_applied_to_the_field(trial):
+    """``--search-keys 2``: key 0 is the reported recommendation; key 1's CM, re-evaluated on
+    the judge's snapshots with `dtwin.field.field_kpis`, gives the recorded gain; the overall
+    per-key gains, their mean, sd and the oracle share follow from the per-area numbers."""
+    out, res = trial
+    for a in AREAS:
+        for m, r in res["areas"][a]["methods"].items():
+            assert len(r["keys"]) == 2, (a, m)
+            assert r["keys"][0]["gain_pct"] == pytest.approx(r["gain_pct"], rel=1e-9)
+            assert r["keys"][0]["recommended_cm"] == r["recommended_cm"]
+    a, m = "suburban", ft.METHOD
+    r = res["areas"][a]["methods"][m]
+    field = ft.field_for_area(a, n_sites=1, seed=0)
+    key = jax.random.PRNGKey(0 + 10_000)  # the trial's judging snapshots (seed + 10,000)
+    cur = {n: np.asarray(v, np.float32) for n, v in r["current_cm"].items()}
+    new = {n: np.asarray(v, np.float32) for n, v in r["keys"][1]["recommended_cm"].items()}
+    b = float(np.nanmean(field_kpis(key, field, cur, n_snapshots=32)["dl_throughput_mbps"]))
+    af = float(np.nanmean(field_kpis(key, field, new, n_snapshots=32)["dl_throughput_mbps"]))
+    assert r["keys"][1]["gain_pct"] == pytest.approx(100 * (af - b) / b, rel=1e-3, abs=1e-3)
+    ov = res["overall"]
+    n = {x: res["areas"][x]["n_cells"] for x in AREAS}
+    for m in METHODS:
+        k = ov[m]["keys"]
+        for j in range(2):
+            after = sum(
+                n[x] * res["areas"][x]["methods"][m]["keys"][j]["after_mbps"] for x in AREAS
+            )
+            after /= sum(n.values())
+            ref = 100 * (after - ov[m]["before_mbps"]) / ov[m]["before_mbps"]
+            assert k["gain_pct"][j] == pytest.approx(ref, rel=1e-9)
+        assert k["gain_pct_mean"] == pytest.approx(np.mean(k["gain_pct"]))
+        assert k["gain_pct_sd"] == pytest.approx(np.std(k["gain_pct"], ddof=1))
+        og = ov["oracle"]["keys"]["gain_pct_mean"]
+        if og > 0:
+            assert k["share_of_oracle_mean"] == pytest.approx(k["gain_pct_mean"] / og)
+    assert "Over 2 search keys" in (out / "field_trial.md").read_text()
 
 
 def test_oracle_gain_not_below_the_method(trial):
@@ -212,6 +254,8 @@ def test_bad_flags_are_rejected():
         ft.main(["--kappa", "-1"])
     with pytest.raises(SystemExit):
         ft.main(["--anchor-std", "ensemble"])
+    with pytest.raises(SystemExit):
+        ft.main(["--search-keys", "0"])
 
 
 def test_combine_reproduces_the_single_run(trial, tmp_path):
