@@ -827,11 +827,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     ap.add_argument(
         "--anchor-std",
-        choices=("surrogate", "response"),
+        choices=opt.simulator.STD_MODES,
         default=ANCHOR_STD,
-        help="sim2real_anchored's uncertainty: the surrogate ensemble's spread at the candidate "
-        "(default) or the level's spread plus the blended response's (ensemble spread of the "
-        "surrogate's change, sampling error of the twin's; opt.AnchoredPredictor std_mode)",
+        help="sim2real_anchored's uncertainty (opt.AnchoredPredictor std_mode): the surrogate "
+        "ensemble's spread at the candidate; 'blend': the surrogate's and the twin's stds "
+        "blended as their means (the surrogate's growth counts with its response share); "
+        "'response': the level's spread plus the blended response's (ensemble spread of the "
+        "surrogate's change, sampling error of the twin's)",
     )
     ap.add_argument(
         "--kappa",

@@ -54,9 +54,10 @@ from .objectives import CM, Prediction, Predictor
 ANCHOR_MODES: tuple[str, ...] = ("additive", "relative")
 """How `AnchoredPredictor` blends responses: changes in the KPI's unit, or of its log."""
 
-STD_MODES: tuple[str, ...] = ("surrogate", "response")
-"""Where `AnchoredPredictor`'s std comes from: the surrogate's ensemble spread at the candidate,
-or the level's spread at the CM in force plus the uncertainty of the blended response."""
+STD_MODES: tuple[str, ...] = ("surrogate", "blend", "response")
+"""Where `AnchoredPredictor`'s std comes from: the surrogate's ensemble spread at the candidate;
+the two predictors' stds blended as their means are; or the level's spread at the CM in force
+plus the uncertainty of the blended response."""
 
 DEFAULT_KPIS: tuple[str, ...] = (
     "dl_throughput_mbps",
@@ -189,6 +190,13 @@ class AnchoredPredictor(eqx.Module):
 
             * ``"surrogate"`` (default): the surrogate's ensemble spread at the candidate,
               ``s_S(cm)`` -- the uncertainty of a model whose response the blend may hardly use.
+            * ``"blend"``: each part's std as that part reports it, blended exactly as the
+              mean is: ``s(cm) = s_S(cm₀) + w [s_S(cm) − s_S(cm₀)] + (1 − w) [s_T(cm) −
+              s_T(cm₀)]`` (floored at 0; the twin simulation reports ``s_T = 0``). The level's
+              uncertainty stays; the surrogate's growth away from its data counts with the
+              surrogate's share of the response (``w = 0``: a constant, so the penalty no longer
+              steers the search; ``w = 1``: ``"surrogate"``). ``"relative"`` mode blends
+              ``log`` stds the same way.
             * ``"response"``: the uncertainty of what the blend actually predicts, the level
               (fixed at ``cm₀``) plus the blended change, as independent errors::
 
@@ -202,6 +210,8 @@ class AnchoredPredictor(eqx.Module):
               the log changes, times ``μ(cm)²``. It does not include the twin's *model* error
               (the twin's physics against the field's), which no spread over the twin's own
               snapshots can show.
+        anchor_stds: ``(s_S(cm₀), s_T(cm₀))`` for ``std_mode="blend"`` (computed at
+            construction when not given).
         anchor_spread: ``(μ_S,m(cm₀), s_S(cm₀), a_i(cm₀))`` for ``std_mode="response"``:
             member means, the surrogate's std and the twin's per-snapshot influences at the CM
             in force (computed at construction when not given).
@@ -215,12 +225,15 @@ class AnchoredPredictor(eqx.Module):
     floor: float = eqx.field(static=True, default=1e-3)
     anchor_means: tuple[dict[str, Array], dict[str, Array]] | None = None
     std_mode: str = eqx.field(static=True, default="surrogate")
+    anchor_stds: tuple[dict[str, Array], dict[str, Array]] | None = None
     anchor_spread: tuple[dict[str, Array], dict[str, Array], dict[str, Array]] | None = None
 
     def __post_init__(self):
         self._check()  # bad input fails before the (compiled) anchor evaluation
         if self.anchor_means is None:
             self.anchor_means = _anchor_means(self.surrogate, self.twin, self.current_cm)
+        if self.std_mode == "blend" and self.anchor_stds is None:
+            self.anchor_stds = _anchor_stds(self.surrogate, self.twin, self.current_cm)
         if self.std_mode == "response" and self.anchor_spread is None:
             self.anchor_spread = _anchor_spread(self.surrogate, self.twin, self.current_cm)
 
@@ -278,14 +291,33 @@ class AnchoredPredictor(eqx.Module):
             mean[k] = s0[k] * jnp.exp(d) if rel else s0[k] + d
             if response_std:
                 var[k] = self._response_var(k, members, influence, s.mean, t.mean, ok)
-        if not response_std:
+        if self.std_mode == "surrogate":
             return Prediction(mean, dict(s.std))
+        if self.std_mode == "blend":
+            return Prediction(mean, self._blend_std(s.std, t.std, rel))
         level_std = self.anchor_spread[1]
         std = {}
         for k in mean:
             v = var[k] * mean[k] ** 2 if rel else var[k]  # relative: var of Δlog -> KPI units
             std[k] = _safe_sqrt(level_std[k] ** 2 + v)
         return Prediction(mean, std)
+
+    def _blend_std(self, s_std, t_std, rel):
+        """std_mode="blend": the stds blended as the means (see the class docstring)."""
+        s0, t0 = self.anchor_stds
+        f = (lambda v: jnp.log(jnp.maximum(v, self.floor))) if rel else (lambda v: v)
+        out = {}
+        for k in s_std:
+            d_s = f(s_std[k]) - f(s0[k])
+            d_t = d_s
+            if k in t_std:
+                ok = jnp.isfinite(t_std[k]) & jnp.isfinite(t0[k])
+                d_t = jnp.where(
+                    ok, f(jnp.where(ok, t_std[k], 0.0)) - f(jnp.where(ok, t0[k], 0.0)), d_s
+                )
+            d = self.weight * d_s + (1.0 - self.weight) * d_t
+            out[k] = s0[k] * jnp.exp(d) if rel else jnp.maximum(s0[k] + d, 0.0)
+        return out
 
     def _response_var(self, k, members, influence, s_mean, t_mean, ok):
         """Variance of the blended response of KPI ``k`` (std_mode="response")."""
@@ -309,6 +341,11 @@ class AnchoredPredictor(eqx.Module):
 @eqx.filter_jit
 def _anchor_means(surrogate, twin, current_cm):
     return dict(surrogate(current_cm).mean), dict(twin(current_cm).mean)
+
+
+@eqx.filter_jit
+def _anchor_stds(surrogate, twin, current_cm):
+    return dict(surrogate(current_cm).std), dict(twin(current_cm).std)
 
 
 @eqx.filter_jit

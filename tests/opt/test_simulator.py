@@ -339,3 +339,26 @@ def test_anchored_response_std_on_the_twin_simulation(twin):
         np.testing.assert_allclose(out.std[k], ref, rtol=1e-4, atol=1e-6)
     assert float(out.std["dl_throughput_mbps"][0]) > 0
     del period_influence
+
+
+def test_anchored_blend_std_closed_form():
+    """``std_mode="blend"``: the stds blended as the means, ``s_S0 + w Δs_S + (1 − w) Δs_T``."""
+    sur = _Exp(jnp.array([100.0, 20.0, 0.9]), jnp.array([0.10, -0.05, 0.01]), s=0.1)
+    tw = _Exp(jnp.array([60.0, 5.0, 0.5]), jnp.array([-0.20, 0.08, 0.02]), s=0.05)
+    cm0 = {"tilt_deg": jnp.array([4.0, 6.0]), "tx_power_dbm": jnp.zeros(2), "cio_db": jnp.zeros(2)}
+    cm = dict(cm0, tilt_deg=jnp.array([7.0, 2.0]))
+    for w in (0.0, 0.3, 1.0):
+        out = opt.AnchoredPredictor(sur, tw, cm0, w, std_mode="blend")(cm)
+        for k in KPIS:
+            s0, s1 = sur(cm0).std[k], sur(cm).std[k]
+            t0, t1 = tw(cm0).std[k], tw(cm).std[k]
+            ref = np.maximum(s0 + w * (s1 - s0) + (1 - w) * (t1 - t0), 0.0)
+            np.testing.assert_allclose(out.std[k], ref, rtol=1e-5, atol=1e-6)
+    # w = 1 is the surrogate's std; a deterministic twin at w = 0 leaves the level's std
+    out = opt.AnchoredPredictor(sur, tw, cm0, 1.0, std_mode="blend")(cm)
+    for k in KPIS:
+        np.testing.assert_allclose(out.std[k], sur(cm).std[k], rtol=1e-5)
+    det = _Exp(tw.a, tw.b)
+    out = opt.AnchoredPredictor(sur, det, cm0, 0.0, std_mode="blend")(cm)
+    for k in KPIS:
+        np.testing.assert_allclose(out.std[k], sur(cm0).std[k], rtol=1e-6)
