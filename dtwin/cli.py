@@ -578,8 +578,13 @@ def cmd_recommend(args: argparse.Namespace) -> int:
         trust_steps=args.trust_steps,
         twin_anchor=args.twin_anchor,
         twin_snapshots=args.twin_snapshots,
+        twin_std=args.twin_std,
     )
     w = float(cfg["twin_anchor"])
+    from opt.simulator import STD_MODES
+
+    if cfg["twin_std"] not in STD_MODES:
+        raise CLIError(f"--twin-std must be one of {list(STD_MODES)}, got {cfg['twin_std']!r}")
     if not 0.0 <= w <= 1.0:
         raise CLIError(f"--twin-anchor must be in [0, 1] (1 = the surrogate alone), got {w}")
     if int(cfg["twin_snapshots"]) < 1:
@@ -630,7 +635,10 @@ def cmd_recommend(args: argparse.Namespace) -> int:
 
         kpis = tuple(k for k in batch.target_names if k in TARGET_COLUMNS)
         twin = _cells_twin(cells, kpis, int(cfg["twin_snapshots"]), _seed(args), cfg["cells"])
-        predictor = opt.AnchoredPredictor(predictor, twin, current, w)
+        try:
+            predictor = opt.AnchoredPredictor(predictor, twin, current, w, std_mode=cfg["twin_std"])
+        except ValueError as e:  # e.g. "response" needs per-snapshot influences of one twin
+            raise CLIError(f"--twin-std {cfg['twin_std']}: {e}") from None
     objective = {
         "mean_throughput": opt.mean_throughput,
         "cell_edge_throughput": opt.cell_edge_throughput,
@@ -813,6 +821,11 @@ def build_parser() -> argparse.ArgumentParser:
         "file (opt.AnchoredPredictor; 1 = the surrogate alone)",
     )
     p.add_argument("--twin-snapshots", type=int, help="twin snapshots per area for --twin-anchor")
+    p.add_argument(
+        "--twin-std",
+        help="uncertainty of the anchored prediction: blend (default), surrogate or response "
+        "(opt.AnchoredPredictor std_mode)",
+    )
 
     p = add("evaluate", cmd_evaluate, "run the evaluation experiments (tables and figures)")
     p.add_argument(

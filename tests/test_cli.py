@@ -264,6 +264,7 @@ def test_twin_on_the_cells_file_geometry(tmp_path, capsys):
 def test_recommend_twin_anchor_bounds(tmp_path, capsys):
     _fails(["recommend", "--twin-anchor", "1.5"], capsys, "--twin-anchor")
     _fails(["recommend", "--twin-snapshots", "0"], capsys, "--twin-snapshots")
+    _fails(["recommend", "--twin-std", "ensemble"], capsys, "--twin-std")
 
 
 def test_cells_twin_maps_each_area_to_file_order():
