@@ -277,7 +277,7 @@ class AnchoredPredictor(eqx.Module):
         rel = self.mode == "relative"
         f = (lambda v: jnp.log(jnp.maximum(v, self.floor))) if rel else (lambda v: v)
         w = self.weight
-        mean, var = {}, {}
+        mean, var, defined = {}, {}, {}
         for k in s.mean:
             d_s = f(s.mean[k]) - f(s0[k])
             ok = jnp.zeros_like(d_s, bool)
@@ -289,12 +289,13 @@ class AnchoredPredictor(eqx.Module):
                 d_t = d_s
             d = w * d_s + (1.0 - w) * d_t
             mean[k] = s0[k] * jnp.exp(d) if rel else s0[k] + d
+            defined[k] = ok
             if response_std:
                 var[k] = self._response_var(k, members, influence, s.mean, t.mean, ok)
         if self.std_mode == "surrogate":
             return Prediction(mean, dict(s.std))
         if self.std_mode == "blend":
-            return Prediction(mean, self._blend_std(s.std, t.std, rel))
+            return Prediction(mean, self._blend_std(s.std, t.std, rel, defined))
         level_std = self.anchor_spread[1]
         std = {}
         for k in mean:
@@ -302,8 +303,9 @@ class AnchoredPredictor(eqx.Module):
             std[k] = _safe_sqrt(level_std[k] ** 2 + v)
         return Prediction(mean, std)
 
-    def _blend_std(self, s_std, t_std, rel):
-        """std_mode="blend": the stds blended as the means (see the class docstring)."""
+    def _blend_std(self, s_std, t_std, rel, defined):
+        """std_mode="blend": the stds blended as the means (see the class docstring); where the
+        twin's mean is undefined (``defined`` False) the surrogate's std, as its response."""
         s0, t0 = self.anchor_stds
         f = (lambda v: jnp.log(jnp.maximum(v, self.floor))) if rel else (lambda v: v)
         out = {}
@@ -311,7 +313,7 @@ class AnchoredPredictor(eqx.Module):
             d_s = f(s_std[k]) - f(s0[k])
             d_t = d_s
             if k in t_std:
-                ok = jnp.isfinite(t_std[k]) & jnp.isfinite(t0[k])
+                ok = jnp.isfinite(t_std[k]) & jnp.isfinite(t0[k]) & defined[k]
                 d_t = jnp.where(
                     ok, f(jnp.where(ok, t_std[k], 0.0)) - f(jnp.where(ok, t0[k], 0.0)), d_s
                 )

@@ -362,3 +362,13 @@ def test_anchored_blend_std_closed_form():
     out = opt.AnchoredPredictor(sur, det, cm0, 0.0, std_mode="blend")(cm)
     for k in KPIS:
         np.testing.assert_allclose(out.std[k], sur(cm0).std[k], rtol=1e-6)
+
+    class _NanTwin(eqx.Module):  # cell 0 undefined in the twin: the surrogate's std there
+        def __call__(self, cm):
+            v = jnp.where(jnp.arange(2) == 0, jnp.nan, cm["tilt_deg"])
+            return opt.Prediction.deterministic({k: v for k in KPIS})
+
+    out = opt.AnchoredPredictor(sur, _NanTwin(), cm0, 0.0, std_mode="blend")(cm)
+    for k in KPIS:
+        np.testing.assert_allclose(out.std[k][0], sur(cm).std[k][0], rtol=1e-5)
+        np.testing.assert_allclose(out.std[k][1], sur(cm0).std[k][1], rtol=1e-5)
