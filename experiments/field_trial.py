@@ -24,10 +24,10 @@ suburban: UMa with few UEs; `dtwin.areas`):
 
    * ``sim2real_anchored`` (the method): gradient search (`opt.search`) through the Sim2Real
      surrogate anchored to the Digital Twin (`opt.AnchoredPredictor`): the surrogate's level
-     and uncertainty (adapted to the area's commercial data) with the twin simulation's relative
-     CM response (`opt.twin_predictor`, the twin's own snapshots; ``--anchor-weight`` blends in
-     the surrogate's response; ``--anchor-std response`` takes the uncertainty of the blended
-     response instead of the surrogate's spread at the candidate);
+     and its uncertainty there (adapted to the area's commercial data) with the twin
+     simulation's CM response (`opt.twin_predictor`, the twin's own snapshots;
+     ``--anchor-weight`` blends in the surrogate's response, ``--anchor-std`` picks the
+     uncertainty: ``blend`` by default, ``surrogate`` or ``response``);
    * ``sim2real`` (ablation): gradient search through the Sim2Real surrogate alone;
    * ``twin_simulation``: gradient search through the twin simulation alone (its own level);
    * ``random_search``, ``coordinate_descent``, ``cma_es``: derivative-free baselines through the
@@ -120,11 +120,11 @@ METHODS: tuple[str, ...] = (
 ANCHOR_WEIGHT = 0.0
 """``sim2real_anchored``'s surrogate share of the CM response (`opt.AnchoredPredictor`): 0, the
 twin simulation's response on the Sim2Real level (2026-12-01, 64 twin snapshots, with the blended
-std: 82 % of the oracle's gain where a share of 0.5 reached 71 %; see the README)."""
+std: 83 % of the oracle's gain where a share of 0.5 reached 71 %; see the README)."""
 ANCHOR_STD = "blend"
 """``sim2real_anchored``'s uncertainty (`opt.AnchoredPredictor`'s ``std_mode``): the stds blended
 as the means, so with a share of 0 the surrogate's ensemble spread no longer steers the search
-away from the twin's optimum (with ``"surrogate"`` it did: 70 % of the oracle instead of 82 %),
+away from the twin's optimum (with ``"surrogate"`` it did: 70 % of the oracle instead of 83 %),
 while the level's uncertainty still sets the no-change rule."""
 
 METHOD = "sim2real_anchored"
@@ -386,8 +386,7 @@ def run_area(area: str, args: argparse.Namespace, log=print) -> dict[str, Any]:
     )
 
     n_keys = int(getattr(args, "search_keys", 1))
-    recs: dict[str, Any] = {}
-    key_recs: dict[str, list[Any]] = {}
+    key_recs: dict[str, list[Any]] = {}  # per method, every key's recommendation (key 0 first)
     for i, m in enumerate(args.methods):
         key = jax.random.fold_in(jax.random.PRNGKey(seed + 1), i)
         key_recs[m] = []
@@ -403,7 +402,6 @@ def run_area(area: str, args: argparse.Namespace, log=print) -> dict[str, Any]:
                 f"{float(rec.objective_before):.2f} -> {float(rec.objective_after):.2f} Mbps, "
                 f"{int(np.sum(rec.changed))} cells changed ({dt:.1f} s)"
             )
-        recs[m] = key_recs[m][0]
 
     # apply every CM (current first) to the field, on fresh snapshots, in one batched call
     t = time.perf_counter()
@@ -430,7 +428,7 @@ def run_area(area: str, args: argparse.Namespace, log=print) -> dict[str, Any]:
     row = {mj: r for r, mj in enumerate(order, start=1)}
     for m in args.methods:
         after = {k: truth[k][row[m, 0]] for k in TARGETS}
-        rec = recs[m]
+        rec = key_recs[m][0]
         eff = field_effect(before, after, cur, rec.cm)
         if n_keys > 1:  # every key's recommendation on the field (key 0 is the one above)
             eff["keys"] = []
@@ -556,7 +554,7 @@ def markdown(results: Mapping[str, Any]) -> str:
         f"CM recommended by **{main}** (gradient search through the Sim2Real surrogate's level "
         "plus a blend of its and the Digital Twin's CM response, surrogate share "
         f"{results.get('anchor_weight')}, uncertainty "
-        f"`{results.get('anchor_std', ANCHOR_STD)}`; default safety settings, "
+        f"`{results.get('anchor_std', 'surrogate')}`; default safety settings, "
         f"κ = {results.get('kappa', 1.0)}), applied to the field stand-in and measured exactly "
         "on fresh "
         "snapshots. DL throughput = mean over cells of `dl_throughput_mbps`.",
@@ -770,7 +768,7 @@ def combine(paths, out: Path) -> dict[str, Any]:
         methods,
         size=key["size"],
         anchor_weight=key["anchor_weight"],
-        anchor_std=key["anchor_std"] or ANCHOR_STD,
+        anchor_std=key["anchor_std"] or "surrogate",  # runs before the option had only that
         kappa=1.0 if key["kappa"] is None else key["kappa"],
         transfer_config=config_dict(
             TransferConfig(

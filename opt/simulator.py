@@ -210,11 +210,10 @@ class AnchoredPredictor(eqx.Module):
               the log changes, times ``μ(cm)²``. It does not include the twin's *model* error
               (the twin's physics against the field's), which no spread over the twin's own
               snapshots can show.
-        anchor_stds: ``(s_S(cm₀), s_T(cm₀))`` for ``std_mode="blend"`` (computed at
-            construction when not given).
-        anchor_spread: ``(μ_S,m(cm₀), s_S(cm₀), a_i(cm₀))`` for ``std_mode="response"``:
-            member means, the surrogate's std and the twin's per-snapshot influences at the CM
-            in force (computed at construction when not given).
+        anchor_stds: ``(s_S(cm₀), s_T(cm₀))`` for ``std_mode="blend"`` and ``"response"``
+            (computed at construction when not given, with ``anchor_means``).
+        anchor_spread: ``(μ_S,m(cm₀), a_i(cm₀))`` for ``std_mode="response"``: member means
+            and the twin's per-snapshot influences at the CM in force (likewise).
     """
 
     surrogate: Predictor
@@ -226,16 +225,23 @@ class AnchoredPredictor(eqx.Module):
     anchor_means: tuple[dict[str, Array], dict[str, Array]] | None = None
     std_mode: str = eqx.field(static=True, default="surrogate")
     anchor_stds: tuple[dict[str, Array], dict[str, Array]] | None = None
-    anchor_spread: tuple[dict[str, Array], dict[str, Array], dict[str, Array]] | None = None
+    anchor_spread: tuple[dict[str, Array], dict[str, Array]] | None = None
 
     def __post_init__(self):
         self._check()  # bad input fails before the (compiled) anchor evaluation
-        if self.anchor_means is None:
-            self.anchor_means = _anchor_means(self.surrogate, self.twin, self.current_cm)
-        if self.std_mode == "blend" and self.anchor_stds is None:
-            self.anchor_stds = _anchor_stds(self.surrogate, self.twin, self.current_cm)
-        if self.std_mode == "response" and self.anchor_spread is None:
-            self.anchor_spread = _anchor_spread(self.surrogate, self.twin, self.current_cm)
+        need_stds = self.std_mode != "surrogate" and self.anchor_stds is None
+        need_spread = self.std_mode == "response" and self.anchor_spread is None
+        if self.anchor_means is None or need_stds or need_spread:
+            # one compiled evaluation of both predictors at cm₀ gives every anchor value
+            means, stds, spread = _anchors(
+                self.surrogate, self.twin, self.current_cm, self.std_mode == "response"
+            )
+            if self.anchor_means is None:
+                self.anchor_means = means
+            if need_stds:
+                self.anchor_stds = stds
+            if need_spread:
+                self.anchor_spread = spread
 
     def _check(self):
         if self.mode not in ANCHOR_MODES:
@@ -273,57 +279,51 @@ class AnchoredPredictor(eqx.Module):
             t, influence = self.twin.evaluate(cm)
         else:
             s, t = self.surrogate(cm), self.twin(cm)
-        s0, t0 = self.anchor_means
         rel = self.mode == "relative"
-        f = (lambda v: jnp.log(jnp.maximum(v, self.floor))) if rel else (lambda v: v)
-        w = self.weight
-        mean, var, defined = {}, {}, {}
-        for k in s.mean:
-            d_s = f(s.mean[k]) - f(s0[k])
-            ok = jnp.zeros_like(d_s, bool)
-            if k in t.mean:
-                ok = jnp.isfinite(t.mean[k]) & jnp.isfinite(t0[k])
-                d_t = f(jnp.where(ok, t.mean[k], 1.0)) - f(jnp.where(ok, t0[k], 1.0))
-                d_t = jnp.where(ok, d_t, d_s)
-            else:
-                d_t = d_s
-            d = w * d_s + (1.0 - w) * d_t
-            mean[k] = s0[k] * jnp.exp(d) if rel else s0[k] + d
-            defined[k] = ok
-            if response_std:
-                var[k] = self._response_var(k, members, influence, s.mean, t.mean, ok)
+        mean, defined = self._blend(s.mean, t.mean, self.anchor_means)
         if self.std_mode == "surrogate":
             return Prediction(mean, dict(s.std))
         if self.std_mode == "blend":
-            return Prediction(mean, self._blend_std(s.std, t.std, rel, defined))
-        level_std = self.anchor_spread[1]
+            std, _ = self._blend(s.std, t.std, self.anchor_stds, defined, nonneg=True)
+            return Prediction(mean, std)
+        level_std = self.anchor_stds[0]
         std = {}
         for k in mean:
-            v = var[k] * mean[k] ** 2 if rel else var[k]  # relative: var of Δlog -> KPI units
+            v = self._response_var(k, members, influence, s.mean, t.mean, defined[k])
+            v = v * mean[k] ** 2 if rel else v  # relative: var of Δlog -> KPI units
             std[k] = _safe_sqrt(level_std[k] ** 2 + v)
         return Prediction(mean, std)
 
-    def _blend_std(self, s_std, t_std, rel, defined):
-        """std_mode="blend": the stds blended as the means (see the class docstring); where the
-        twin's mean is undefined (``defined`` False) the surrogate's std, as its response."""
-        s0, t0 = self.anchor_stds
+    def _blend(self, s_now, t_now, anchors, defined=None, nonneg=False):
+        """``x₀ + w Δx_S + (1 − w) Δx_T`` per KPI of ``s_now`` (changes of log x in "relative"
+        mode, ratios then), with ``(x_S(cm₀), x_T(cm₀)) = anchors``; where the twin's value is
+        missing or undefined (or ``defined`` is False) the surrogate's change stands in.
+        Returns the blend and, per KPI, where the twin's change was used."""
+        s0, t0 = anchors
+        rel = self.mode == "relative"
         f = (lambda v: jnp.log(jnp.maximum(v, self.floor))) if rel else (lambda v: v)
-        out = {}
-        for k in s_std:
-            d_s = f(s_std[k]) - f(s0[k])
+        out, used = {}, {}
+        for k in s_now:
+            d_s = f(s_now[k]) - f(s0[k])
+            ok = jnp.zeros_like(d_s, bool)
             d_t = d_s
-            if k in t_std:
-                ok = jnp.isfinite(t_std[k]) & jnp.isfinite(t0[k]) & defined[k]
-                d_t = jnp.where(
-                    ok, f(jnp.where(ok, t_std[k], 0.0)) - f(jnp.where(ok, t0[k], 0.0)), d_s
-                )
+            if k in t_now:
+                ok = jnp.isfinite(t_now[k]) & jnp.isfinite(t0[k])
+                if defined is not None:
+                    ok = ok & defined[k]
+                d_t = f(jnp.where(ok, t_now[k], 1.0)) - f(jnp.where(ok, t0[k], 1.0))
+                d_t = jnp.where(ok, d_t, d_s)
             d = self.weight * d_s + (1.0 - self.weight) * d_t
-            out[k] = s0[k] * jnp.exp(d) if rel else jnp.maximum(s0[k] + d, 0.0)
-        return out
+            if rel:
+                out[k] = s0[k] * jnp.exp(d)
+            else:
+                out[k] = jnp.maximum(s0[k] + d, 0.0) if nonneg else s0[k] + d
+            used[k] = ok
+        return out, used
 
     def _response_var(self, k, members, influence, s_mean, t_mean, ok):
         """Variance of the blended response of KPI ``k`` (std_mode="response")."""
-        mem0, _, infl0 = self.anchor_spread
+        mem0, infl0 = self.anchor_spread
         w = self.weight
         d_m = members[k] - mem0[k]  # each member's change [members, cells]
         var_s = jnp.mean((d_m - jnp.mean(d_m, axis=0)) ** 2, axis=0)
@@ -341,19 +341,16 @@ class AnchoredPredictor(eqx.Module):
 
 
 @eqx.filter_jit
-def _anchor_means(surrogate, twin, current_cm):
-    return dict(surrogate(current_cm).mean), dict(twin(current_cm).mean)
-
-
-@eqx.filter_jit
-def _anchor_stds(surrogate, twin, current_cm):
-    return dict(surrogate(current_cm).std), dict(twin(current_cm).std)
-
-
-@eqx.filter_jit
-def _anchor_spread(surrogate, twin, current_cm):
-    members = surrogate.members(current_cm)
-    return dict(members), dict(surrogate(current_cm).std), dict(twin.evaluate(current_cm)[1])
+def _anchors(surrogate, twin, current_cm, spread: bool):
+    """``(means, stds, spread)`` of `AnchoredPredictor` at ``cm₀``, from one evaluation of each
+    predictor (``spread`` None unless asked: member means and the twin's influences)."""
+    s = surrogate(current_cm)
+    if spread:
+        t, influence = twin.evaluate(current_cm)
+        sp = (dict(surrogate.members(current_cm)), dict(influence))
+    else:
+        t, sp = twin(current_cm), None
+    return (dict(s.mean), dict(t.mean)), (dict(s.std), dict(t.std)), sp
 
 
 def _safe_sqrt(x):

@@ -38,8 +38,9 @@ def _cm(net, d_tilt=0.0, d_power=0.0):
     return cm
 
 
-def _direct(net, pred, cm, hard):
-    """The period KPIs by calling the simulation directly, snapshot by snapshot."""
+def _per_snapshot(net, pred, cm, hard):
+    """Per-snapshot KPIs and served UE mass, calling the simulation directly snapshot by
+    snapshot: ``({kpi: [snapshots, cells]}, [snapshots, cells])``."""
     per, mass = [], []
     for s in range(pred.population.weight.shape[0]):
         pop = jax.tree.map(lambda x, s=s: x[s], pred.population)
@@ -47,8 +48,12 @@ def _direct(net, pred, cm, hard):
         res = simulate(net, pop, ch, cm, hard=hard)
         per.append({k: v for k, v in cell_kpis(net, pop, res).items() if k in KPIS})
         mass.append(jnp.sum(res.serving_prob * pop.weight[:, None], axis=0))
-    stacked = {k: jnp.stack([p[k] for p in per]) for k in KPIS}
-    return period_kpis(stacked, jnp.stack(mass))
+    return {k: jnp.stack([p[k] for p in per]) for k in KPIS}, jnp.stack(mass)
+
+
+def _direct(net, pred, cm, hard):
+    """The period KPIs by calling the simulation directly, snapshot by snapshot."""
+    return period_kpis(*_per_snapshot(net, pred, cm, hard))
 
 
 def test_values_are_the_hard_simulation(twin):
@@ -238,14 +243,7 @@ def test_simulator_evaluate_is_the_prediction_and_its_influences(twin):
     cm = _cm(net, d_tilt=jnp.array([1.0, -2.0, 0.0]))
     out, infl = pred.evaluate(cm)
     plain = pred(cm)
-    per, mass = [], []
-    for s in range(pred.population.weight.shape[0]):
-        pop = jax.tree.map(lambda x, s=s: x[s], pred.population)
-        ch = jax.tree.map(lambda x, s=s: x[s], pred.channel)
-        res = simulate(net, pop, ch, cm, hard=True)
-        per.append({k: v for k, v in cell_kpis(net, pop, res).items() if k in KPIS})
-        mass.append(jnp.sum(res.serving_prob * pop.weight[:, None], axis=0))
-    ref = period_influence({k: jnp.stack([p[k] for p in per]) for k in KPIS}, jnp.stack(mass))
+    ref = period_influence(*_per_snapshot(net, pred, cm, hard=True))
     for k in KPIS:
         np.testing.assert_allclose(out.mean[k], plain.mean[k], rtol=1e-6)
         chex.assert_shape(infl[k], (4, net.n_cells))
@@ -326,8 +324,6 @@ def test_anchored_response_std_on_the_twin_simulation(twin):
     """With the real twin simulation: ``(1 − w)²`` times the sampling variance of the twin's
     change, computed from the twin's per-snapshot hard KPIs (jackknife over its snapshots is
     too coarse at 4 snapshots; the delta method is checked against it above)."""
-    from dtwin.kpi import period_influence
-
     pred, net = twin
     sur = _Members(jnp.array([100.0, 20.0, 0.9]), jnp.zeros((2, 3)))  # constant: no spread
     cm0 = _cm(net)
@@ -338,7 +334,6 @@ def test_anchored_response_std_on_the_twin_simulation(twin):
         ref = 0.75 * np.sqrt(4 / 3 * np.sum((np.asarray(a1[k]) - np.asarray(a0[k])) ** 2, 0))
         np.testing.assert_allclose(out.std[k], ref, rtol=1e-4, atol=1e-6)
     assert float(out.std["dl_throughput_mbps"][0]) > 0
-    del period_influence
 
 
 def test_anchored_blend_std_closed_form():
