@@ -207,14 +207,25 @@ def field_snapshot_kpis(
 
 
 def _counter_noise(key: PRNGKeyArray, field: FieldNetwork, kpis: dict) -> dict:
-    """KPI counters times log-normal noise of σ `FieldGap.counter_noise` (not the ratios
-    ``coverage``/``prb_utilization`` nor the state columns)."""
+    """KPI counters with log-normal noise of σ `FieldGap.counter_noise` (not the ratios
+    ``coverage``/``prb_utilization`` nor the state columns).
+
+    Counters in linear units are multiplied by ``exp(σ z)``; counters in dB / dBm (the
+    ``TARGET_COLUMNS`` unit) get the same factor as an offset, ``10 log10(exp(σ z))`` dB
+    (σ = 0.05: 0.22 dB), i.e. the noise of the underlying power ratio. (Before 2026-12-01 dB
+    counters were multiplied too, which gave an RSRP near −90 dBm ±4.5 dB of noise and an SINR
+    near 0 dB none.)
+    """
     out = dict(kpis)
     for i, name in enumerate(sorted(TARGET_COLUMNS)):
         if name in ("coverage", "prb_utilization") or name not in out:
             continue
         z = jax.random.normal(jax.random.fold_in(key, i), out[name].shape)
-        out[name] = out[name] * jnp.exp(field.spec.counter_noise * z)
+        log_factor = field.spec.counter_noise * z
+        if TARGET_COLUMNS[name][0] in ("dB", "dBm"):
+            out[name] = out[name] + (10.0 / jnp.log(10.0)) * log_factor
+        else:
+            out[name] = out[name] * jnp.exp(log_factor)
     return out
 
 

@@ -77,6 +77,14 @@ def test_snapshot_kpis_shapes_and_noise(field1):
     assert np.all(np.abs(np.log(ratio[ok])) < 5 * field1.spec.counter_noise)
     assert np.any(np.abs(ratio[ok] - 1) > 1e-6)
     np.testing.assert_array_equal(noisy["coverage"], clean["coverage"])
+    # dB counters: the same log-normal factor on the power ratio, i.e. an offset of
+    # 10 log10(e) σ z dB whatever the level (not a factor on the dB value)
+    sigma_db = 10.0 / np.log(10.0) * field1.spec.counter_noise
+    for name in ("mean_rsrp_dbm", "mean_sinr_db"):
+        d = np.asarray(noisy[name] - clean[name])
+        d = d[np.isfinite(d)]
+        assert d.size and np.all(np.abs(d) < 5 * sigma_db), (name, d)
+        assert np.any(np.abs(d) > 1e-4), name
 
 
 def test_field_kpis_common_random_numbers(field1):
