@@ -21,6 +21,10 @@ the trial's fresh snapshots (``experiments.pipeline.field_truth``):
   removed), nominal CM realisation and efficiency;
 * ``hotspots_offsets_efficiency``: all of the above -- everything but the site-specific
   shadowing map and the traffic (per-cell loads, diurnal shift);
+* ``shadowing``: the nominal twin's snapshots with the field's smooth site-specific shadowing
+  map (`dtwin.field.shadow_map_db`, what a site-specific RT sounding would reveal) added to
+  every link's shadow fading;
+* ``all_but_traffic``: hotspots, offsets, efficiency and the shadowing map;
 * ``oracle``: the field itself (`experiments.field_trial`'s oracle: every hidden deviation, on
   snapshots of its own), the upper bound.
 
@@ -53,7 +57,7 @@ import numpy as np
 import opt
 from dtwin.areas import area_type, network_for_area
 from dtwin.cm import DEFAULT_CM_SCHEMA
-from dtwin.field import FieldNetwork, _field_cm, _field_snapshot
+from dtwin.field import FieldNetwork, _field_cm, _field_snapshot, shadow_map_db
 from dtwin.sweep import DEFAULT_UE_CLUSTERING
 from experiments.field_trial import AREAS, METHODS, SIZES, TARGETS, _field_oracle, field_effect
 from experiments.meta import write_result
@@ -66,6 +70,8 @@ VARIANTS: tuple[str, ...] = (
     "offsets_efficiency",
     "hotspots",
     "hotspots_offsets_efficiency",
+    "shadowing",
+    "all_but_traffic",
     "oracle",
 )
 """What the twin is given of the field's hidden reality (see the module docstring)."""
@@ -110,7 +116,7 @@ def variant_predictor(
     off = _field_cm(field, zero)  # the field's (additive) realisation of a CM
     eff = 1.0 + field.gap * (field.spec.efficiency - 1.0)
     key = jax.random.PRNGKey(snapshot_seed)
-    if base.startswith("hotspots"):
+    if base.startswith("hotspots") or base == "all_but_traffic":
         cm0 = DEFAULT_CM_SCHEMA.default(n)
         keys = jax.random.split(key, int(n_snapshots))
         pop, ch, _ = jax.vmap(lambda k: _field_snapshot(k, hotspot_field(field), cm0, 10))(keys)
@@ -120,6 +126,12 @@ def variant_predictor(
         at = area_type(area).with_ue_clustering(ue_clustering)
         net = network_for_area(at, n_sites)
         pred = opt.twin_predictor(key, net, at, n_snapshots, kpis=TARGETS)
+    if base in ("shadowing", "all_but_traffic"):
+        xy = pred.population.ues.xy_m  # [snapshots, ues, 2]
+        sf = pred.channel.sf_db + jax.vmap(lambda p: shadow_map_db(field, p))(xy)
+        pred = dataclasses.replace(pred, channel=dataclasses.replace(pred.channel, sf_db=sf))
+    if base == "all_but_traffic":
+        base = "hotspots_offsets_efficiency"
     if "offsets" in base:
         pred = dataclasses.replace(
             pred, tilt_offset_deg=off["tilt_deg"], power_offset_db=off["tx_power_dbm"]

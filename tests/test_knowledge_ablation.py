@@ -87,9 +87,27 @@ def test_hotspot_drop_is_the_uniform_drop_pulled_toward_each_cells_hotspot(field
     np.testing.assert_array_equal(hf.load_factor, np.ones(field.n_cells))
 
 
+def test_shadowing_adds_the_fields_map_to_the_nominal_twins_links(field):
+    nominal, shadowed = _pred("nominal", field), _pred("shadowing", field)
+    xy = np.asarray(nominal.population.ues.xy_m)
+    np.testing.assert_array_equal(np.asarray(shadowed.population.ues.xy_m), xy)
+    # the map by hand: sqrt(2/F) Σ_f cos(k_f · x + φ_f), scaled by gap × σ (dB)
+    arg = np.einsum("sud,cfd->sucf", xy, np.asarray(field.map_freq)) + np.asarray(field.map_phase)
+    n_feat = field.map_phase.shape[-1]
+    want = field.gap * field.spec.shadow_map_db * np.sqrt(2.0 / n_feat) * np.cos(arg).sum(-1)
+    got = np.asarray(shadowed.channel.sf_db) - np.asarray(nominal.channel.sf_db)
+    np.testing.assert_allclose(got, want, atol=2e-3)
+    assert np.std(want) > 0.3 * field.spec.shadow_map_db  # a map, not a constant
+    everything = _pred("all_but_traffic", field)
+    assert everything.network.efficiency > 1.0 and np.any(np.asarray(everything.tilt_offset_deg))
+    hot = _pred("hotspots", field)
+    np.testing.assert_array_equal(everything.population.ues.xy_m, hot.population.ues.xy_m)
+    assert not np.allclose(everything.channel.sf_db, hot.channel.sf_db)
+
+
 def test_unknown_variant_is_named(field):
-    with pytest.raises(ValueError, match="unknown variant 'shadowing'"):
-        _pred("shadowing", field)
+    with pytest.raises(ValueError, match="unknown variant 'telepathy'"):
+        _pred("telepathy", field)
     with pytest.raises(SystemExit):
         ka.main(["--small", "--variants", "nominal,psychic", "--out", "/nonexistent"])
 
