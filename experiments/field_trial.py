@@ -307,6 +307,31 @@ def field_effect(
     }
 
 
+def search_settings(args: argparse.Namespace) -> tuple[opt.SafetyConfig, opt.SearchConfig]:
+    """The trial's safety and search settings from its arguments (`run_area`, and
+    `experiments.knowledge_ablation`, which must search exactly as the trial does).
+
+    Defaults (trust region, κ, no-change rule) with the guardrails on area means, the criterion
+    this trial judges an area by (``--guardrails cell``: on every cell). The optimiser keeps a
+    safety buffer: its guardrail margins are ``--margin-factor`` times the judging margins, room
+    for the surrogate's error on coverage / cell-edge throughput.
+    """
+    area = getattr(args, "guardrails", "area") == "area"
+    guardrails = tuple(
+        dataclasses.replace(g, margin=g.margin * args.margin_factor)
+        for g in (opt.AREA_GUARDRAILS if area else opt.DEFAULT_GUARDRAILS)
+    )
+    safety = opt.SafetyConfig(
+        guardrails=guardrails,
+        change_cost=getattr(args, "change_cost", 0.0),
+        kappa=getattr(args, "kappa", 1.0),
+    )
+    search = opt.SearchConfig(
+        n_starts=args.starts, n_steps=args.steps, refine_sweeps=args.refine_sweeps
+    )
+    return safety, search
+
+
 def run_area(area: str, args: argparse.Namespace, log=print) -> dict[str, Any]:
     """The whole trial for one area type; returns its JSON-able results."""
     seed = args.seed
@@ -370,20 +395,7 @@ def run_area(area: str, args: argparse.Namespace, log=print) -> dict[str, Any]:
     )
     truth_seed = seed + 10_000  # fresh snapshots: no training data used this seed
     oracle = _field_oracle(field, args.oracle_snapshots, seed + 20_000)  # not the judge's
-    # Defaults (trust region, κ, no-change rule) with the guardrails on area means, the criterion
-    # this trial judges an area by; per-cell violations are still counted below.
-    # The optimiser keeps a safety buffer: its guardrail margins are ``--margin-factor`` times
-    # the judging margins, room for the surrogate's error on coverage / cell-edge throughput.
-    guardrails = tuple(
-        dataclasses.replace(g, margin=g.margin * args.margin_factor)
-        for g in (opt.AREA_GUARDRAILS if args.guardrails == "area" else opt.DEFAULT_GUARDRAILS)
-    )
-    safety = opt.SafetyConfig(
-        guardrails=guardrails, change_cost=args.change_cost, kappa=getattr(args, "kappa", 1.0)
-    )
-    search_cfg = opt.SearchConfig(
-        n_starts=args.starts, n_steps=args.steps, refine_sweeps=args.refine_sweeps
-    )
+    safety, search_cfg = search_settings(args)
 
     n_keys = int(getattr(args, "search_keys", 1))
     key_recs: dict[str, list[Any]] = {}  # per method, every key's recommendation (key 0 first)

@@ -61,7 +61,15 @@ from dtwin.areas import area_type, network_for_area
 from dtwin.cm import DEFAULT_CM_SCHEMA
 from dtwin.field import FieldNetwork, _field_cm, _field_snapshot, shadow_map_db
 from dtwin.sweep import DEFAULT_UE_CLUSTERING
-from experiments.field_trial import AREAS, METHODS, SIZES, TARGETS, _field_oracle, field_effect
+from experiments.field_trial import (
+    AREAS,
+    METHODS,
+    SIZES,
+    TARGETS,
+    _field_oracle,
+    field_effect,
+    search_settings,
+)
 from experiments.meta import write_result
 from experiments.pipeline import field_for_area, field_truth
 
@@ -81,6 +89,15 @@ VARIANTS: tuple[str, ...] = (
 SEARCH_KEY_INDEX = METHODS.index("twin_simulation")
 """Every variant searches with the field trial's ``twin_simulation`` key, so ``nominal``
 reproduces that row of the trial (same predictor, key, settings and judge)."""
+
+
+def nominal_draw(variant: str) -> int | None:
+    """The snapshot draw of a ``nominal`` / ``nominal_s<k>`` variant (0, k), else None."""
+    if variant == "nominal":
+        return 0
+    if variant.startswith("nominal_s") and variant[len("nominal_s") :].isdigit():
+        return int(variant[len("nominal_s") :])
+    return None
 
 
 def hotspot_field(field: FieldNetwork) -> FieldNetwork:
@@ -110,7 +127,7 @@ def variant_predictor(
     """
     if variant == "oracle":
         return _field_oracle(field, oracle_snapshots, oracle_seed)
-    base = variant.split("_s")[0] if variant.startswith("nominal_s") else variant
+    base = "nominal" if nominal_draw(variant) is not None else variant
     if base not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; choose from {VARIANTS} or nominal_s<k>")
     n = field.n_cells
@@ -148,18 +165,12 @@ def run_area(area: str, args: argparse.Namespace, log=print) -> dict[str, Any]:
     seed = args.seed
     field = field_for_area(area, n_sites=args.sites, seed=seed)
     current = DEFAULT_CM_SCHEMA.default(field.n_cells)
-    guardrails = tuple(
-        dataclasses.replace(g, margin=g.margin * args.margin_factor) for g in opt.AREA_GUARDRAILS
-    )
-    safety = opt.SafetyConfig(guardrails=guardrails, kappa=args.kappa)
-    cfg = opt.SearchConfig(
-        n_starts=args.starts, n_steps=args.steps, refine_sweeps=args.refine_sweeps
-    )
+    safety, cfg = search_settings(args)  # exactly the trial's
     key = jax.random.fold_in(jax.random.PRNGKey(seed + 1), SEARCH_KEY_INDEX)
     recs, times = {}, {}
     for v in args.variants:
         t = time.perf_counter()
-        j = int(v.split("_s")[1]) if v.startswith("nominal_s") else 0
+        j = nominal_draw(v) or 0
         pred = variant_predictor(
             v,
             field,
@@ -199,7 +210,7 @@ def run_area(area: str, args: argparse.Namespace, log=print) -> dict[str, Any]:
     og = out["variants"].get("oracle", {}).get("gain_pct")
     for eff in out["variants"].values():
         eff["share_of_oracle"] = eff["gain_pct"] / og if og is not None and og > 0 else None
-    nom = [e["gain_pct"] for v, e in out["variants"].items() if v.split("_s")[0] == "nominal"]
+    nom = [e["gain_pct"] for v, e in out["variants"].items() if nominal_draw(v) is not None]
     out["nominal_gain_pct_sd"] = float(np.std(nom, ddof=1)) if len(nom) > 1 else None
     return out
 
@@ -317,6 +328,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args.variants = tuple(variants)
     if args.sites not in (1, 7, 19):
         ap.error(f"--sites must be 1, 7 or 19, got {args.sites}")
+    for k in ("twin_sim_snapshots", "starts", "steps", "oracle_snapshots", "truth_snapshots"):
+        if getattr(args, k) < 1:
+            ap.error(f"--{k.replace('_', '-')} must be >= 1, got {getattr(args, k)}")
+    if not (np.isfinite(args.kappa) and args.kappa >= 0):
+        ap.error(f"--kappa must be finite and >= 0, got {args.kappa}")
+    if not (np.isfinite(args.margin_factor) and args.margin_factor >= 0):
+        ap.error(f"--margin-factor must be finite and >= 0, got {args.margin_factor}")
     if not 0.0 <= args.ue_clustering <= 0.9:
         ap.error(f"--ue-clustering must be in [0, 0.9], got {args.ue_clustering}")
     config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}

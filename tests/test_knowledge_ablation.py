@@ -110,6 +110,11 @@ def test_unknown_variant_is_named(field):
         _pred("telepathy", field)
     with pytest.raises(SystemExit):
         ka.main(["--small", "--variants", "nominal,psychic", "--out", "/nonexistent"])
+    for bad in (["--kappa", "-1"], ["--steps", "0"], ["--margin-factor", "nan"]):
+        with pytest.raises(SystemExit):
+            ka.main(["--small", *bad, "--out", "/nonexistent"])
+    assert ka.nominal_draw("nominal") == 0 and ka.nominal_draw("nominal_s2") == 2
+    assert ka.nominal_draw("nominal_sx") is None and ka.nominal_draw("hotspots") is None
 
 
 @pytest.mark.slow
