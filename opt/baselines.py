@@ -53,7 +53,8 @@ def _random_search(key, predictor, cm, objective, schema, safety, n_evals, eval_
     # evaluated eval_batch candidates at a time: an expensive predictor (the twin simulation)
     # vmapped over every candidate at once can need tens of GiB
     scores = jax.lax.map(prob.score_k, k_all, batch_size=min(eval_batch, n_evals))
-    return _finalise(prob, box.x_of(k_all[jnp.argmax(scores)]))
+    best = jnp.argmax(scores)
+    return _finalise(prob, box.x_of(k_all[best]), scores[best])
 
 
 def random_search(
@@ -86,8 +87,8 @@ def _coordinate_descent(predictor, cm, objective, schema, safety, n_evals):
     box = prob.box
     k_cur = box.k_of(box.x_cur)
     n_sweeps = max(1, (n_evals - 1) // (2 * k_cur.size))
-    k, _ = coordinate_refine(prob.score_k, box, k_cur, n_sweeps)
-    return _finalise(prob, box.x_of(k))
+    k, s = coordinate_refine(prob.score_k, box, k_cur, n_sweeps)
+    return _finalise(prob, box.x_of(k), s)
 
 
 def coordinate_descent(

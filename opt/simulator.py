@@ -88,29 +88,39 @@ class SimulatorPredictor(eqx.Module):
     power_offset_db: Float[Array, " cells"]
     kpis: tuple[str, ...] = eqx.field(static=True, default=DEFAULT_KPIS)
 
-    def _snapshots(self, cm):
-        """Per-snapshot KPIs and served UE mass, soft and hard: ``((k, w), (k, w))``."""
+    def _snapshots(self, cm, hard: bool):
+        """Per-snapshot KPIs and served UE mass ``(k, w)``, hard or soft."""
         real_cm = dict(cm)
         real_cm["tilt_deg"] = cm["tilt_deg"] + self.tilt_offset_deg
         real_cm["tx_power_dbm"] = cm["tx_power_dbm"] + self.power_offset_db
 
-        def one(pop, ch, hard):
+        def one(pop, ch):
             res = simulate(self.network, pop, ch, real_cm, hard=hard)
             k = {n: v for n, v in cell_kpis(self.network, pop, res).items() if n in self.kpis}
             return k, jnp.sum(res.serving_prob * pop.weight[:, None], axis=0)
 
-        soft = jax.vmap(lambda p, c: one(p, c, False))(self.population, self.channel)
-        hard = jax.vmap(lambda p, c: one(p, c, True))(self.population, self.channel)
-        return soft, hard
+        return jax.vmap(one)(self.population, self.channel)
 
-    def _period(self, soft, hard) -> Prediction:
-        s, h = period_kpis(*soft), period_kpis(*hard)
-        return Prediction.deterministic(
-            {n: s[n] + jax.lax.stop_gradient(h[n] - s[n]) for n in self.kpis}
-        )
+    def _outputs(self, cm) -> tuple[dict, dict, Array]:
+        """``(period KPIs, snapshot KPIs, snapshot masses)``: hard values, soft derivatives.
+
+        The straight-through estimator as a `jax.custom_jvp`: the value is the hard simulation
+        only, so a call that is not differentiated (a search's scoring, refinement and safety
+        passes) neither computes nor compiles the soft one; a derivative is the soft
+        simulation's, exactly as ``soft + stop_gradient(hard − soft)``.
+        """
+        dyn, static = eqx.partition(self, eqx.is_array)
+
+        def outputs(dyn_, cm_, hard):
+            p = eqx.combine(dyn_, static)
+            k, w = p._snapshots(cm_, hard)
+            return period_kpis(k, w), k, w
+
+        return _straight_through(outputs, dyn, dict(cm))
 
     def __call__(self, cm: Mapping[str, Float[Array, " cells"]]) -> Prediction:
-        return self._period(*self._snapshots(cm))
+        period, _, _ = self._outputs(cm)
+        return Prediction.deterministic({n: period[n] for n in self.kpis})
 
     def evaluate(
         self, cm: Mapping[str, Float[Array, " cells"]]
@@ -122,10 +132,28 @@ class SimulatorPredictor(eqx.Module):
         *change* between two CMs on these snapshots: ``sqrt(n/(n−1) Σ_i (a_i(x) − a_i(x₀))²)``
         (`AnchoredPredictor`'s ``std_mode="response"``).
         """
-        soft, hard = self._snapshots(cm)
-        st = lambda a, b: a + jax.lax.stop_gradient(b - a)  # noqa: E731
-        values = {n: st(soft[0][n], hard[0][n]) for n in self.kpis}
-        return self._period(soft, hard), period_influence(values, st(soft[1], hard[1]))
+        period, k, w = self._outputs(cm)
+        pred = Prediction.deterministic({n: period[n] for n in self.kpis})
+        return pred, period_influence({n: k[n] for n in self.kpis}, w)
+
+
+def _straight_through(fn, *args):
+    """``fn(*args, hard=True)`` with the derivatives of ``fn(*args, hard=False)``.
+
+    Equal in value and derivative to ``soft + stop_gradient(hard − soft)`` leaf by leaf, but a
+    `jax.custom_jvp`: the soft branch is traced only where a derivative is taken.
+    """
+
+    @jax.custom_jvp
+    def st(*a):
+        return fn(*a, True)
+
+    @st.defjvp
+    def st_jvp(primals, tangents):
+        _, t_soft = jax.jvp(lambda *a: fn(*a, False), primals, tangents)
+        return fn(*primals, True), t_soft
+
+    return st(*args)
 
 
 def twin_predictor(
