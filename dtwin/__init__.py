@@ -52,12 +52,16 @@ from .kpi import SNAPSHOTS_PER_PERIOD, period_influence, period_kpis, soft_quant
 from .links import coupling_loss_db, geometry_sinr_db, thermal_noise_dbm
 from .network import (
     LinkChannel,
+    LinkTerms,
     Network,
     NetworkResult,
     UEPopulation,
     cell_kpis,
+    coupling_gain_from_links,
     draw_channel,
+    link_terms,
     simulate,
+    simulate_from_gain,
     solve_load,
 )
 from .site_channel import SiteChannel, load_site_channels, save_site_channels
@@ -77,6 +81,7 @@ __all__ = [
     "DEFAULT_CM_SCHEMA",
     "InHOffice",
     "LinkChannel",
+    "LinkTerms",
     "Network",
     "NetworkResult",
     "RMa",
@@ -94,6 +99,7 @@ __all__ = [
     "channel",
     "cm",
     "configure_llvm",
+    "coupling_gain_from_links",
     "coupling_loss_db",
     "cqi_from_sinr",
     "draw_channel",
@@ -106,6 +112,7 @@ __all__ = [
     "hex_topology",
     "kpi",
     "link_geometry",
+    "link_terms",
     "links",
     "los_probability",
     "network",
@@ -128,6 +135,7 @@ __all__ = [
     "schema",
     "shadow_fading_std_db",
     "shannon_se",
+    "simulate_from_gain",
     "simulate",
     "soft_quantile",
     "solve_load",

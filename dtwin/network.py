@@ -191,13 +191,27 @@ def draw_channel(key: PRNGKeyArray, network: Network, population: UEPopulation) 
     return LinkChannel(los=los, sf_db=sf.astype(jnp.float32), o2i_db=o2i.astype(jnp.float32))
 
 
-def coupling_gain_db(
-    network: Network,
-    population: UEPopulation,
-    channel: LinkChannel,
-    tilt_deg: Float[Array, " cells"],
-) -> Float[Array, "ues cells"]:
-    """Coupling gain (dB, negative of coupling loss) of every UE-cell link for the given tilts."""
+class LinkTerms(eqx.Module):
+    """The CM-independent part of every UE-cell link of a snapshot.
+
+    The coupling gain at tilts ``t`` is ``array_gain_dbi(zenith, azimuth, t) − loss_db``
+    (:func:`coupling_gain_from_links`): everything else (geometry, pathloss, shadow fading,
+    O2I loss) does not depend on the CM, so a search over CM computes it once
+    (`opt.SimulatorPredictor`).
+
+    Attributes:
+        zenith_deg: zenith angle of each link in the global frame (degrees, 90 = horizon).
+        azimuth_deg: azimuth from each cell's boresight (degrees, (-180, 180]).
+        loss_db: pathloss + shadow fading + O2I loss of each link (dB).
+    """
+
+    zenith_deg: Float[Array, "ues cells"]
+    azimuth_deg: Float[Array, "ues cells"]
+    loss_db: Float[Array, "ues cells"]
+
+
+def link_terms(network: Network, population: UEPopulation, channel: LinkChannel) -> LinkTerms:
+    """The :class:`LinkTerms` of a snapshot (TR 38.901 pathloss at the channel's LOS states)."""
     ues = population.ues
     topo = network.topology
     geom = link_geometry(topo, ues)
@@ -209,8 +223,25 @@ def coupling_gain_db(
         network.carrier_hz,
         channel.los,
     )
-    gain = array_gain_dbi(geom.zenith_deg, geom.azimuth_deg, tilt_deg[None, :])
-    return gain - pl - channel.sf_db - channel.o2i_db[:, None]
+    return LinkTerms(geom.zenith_deg, geom.azimuth_deg, pl + channel.sf_db + channel.o2i_db[:, None])
+
+
+def coupling_gain_from_links(
+    links: LinkTerms, tilt_deg: Float[Array, " cells"]
+) -> Float[Array, "ues cells"]:
+    """Coupling gain (dB) of every link at the given tilts (degrees) from its :class:`LinkTerms`."""
+    gain = array_gain_dbi(links.zenith_deg, links.azimuth_deg, tilt_deg[None, :])
+    return gain - links.loss_db
+
+
+def coupling_gain_db(
+    network: Network,
+    population: UEPopulation,
+    channel: LinkChannel,
+    tilt_deg: Float[Array, " cells"],
+) -> Float[Array, "ues cells"]:
+    """Coupling gain (dB, negative of coupling loss) of every UE-cell link for the given tilts."""
+    return coupling_gain_from_links(link_terms(network, population, channel), tilt_deg)
 
 
 def rsrp_dbm(

@@ -147,8 +147,9 @@ def variant_predictor(
         pred = opt.twin_predictor(key, net, at, n_snapshots, kpis=TARGETS)
     if base in ("shadowing", "all_but_traffic"):
         xy = pred.population.ues.xy_m  # [snapshots, ues, 2]
-        sf = pred.channel.sf_db + jax.vmap(lambda p: shadow_map_db(field, p))(xy)
-        pred = dataclasses.replace(pred, channel=dataclasses.replace(pred.channel, sf_db=sf))
+        # the map is added to each link's shadow fading: to its CM-independent loss
+        loss = pred.links.loss_db + jax.vmap(lambda p: shadow_map_db(field, p))(xy)
+        pred = dataclasses.replace(pred, links=dataclasses.replace(pred.links, loss_db=loss))
     if base == "all_but_traffic":
         base = "hotspots_offsets_efficiency"
     if "offsets" in base:

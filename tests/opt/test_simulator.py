@@ -18,16 +18,61 @@ import opt
 from dtwin.areas import area_type, network_for_area
 from dtwin.cm import DEFAULT_CM_SCHEMA as SCHEMA
 from dtwin.kpi import period_kpis
-from dtwin.network import cell_kpis, simulate
+from dtwin.network import (
+    cell_kpis,
+    coupling_gain_db,
+    coupling_gain_from_links,
+    simulate,
+)
+from dtwin.sweep import sample_snapshot
 
 KPIS = opt.simulator.DEFAULT_KPIS
+
+
+class _Twin(tuple):
+    """``(predictor, network)``, and the snapshots' channels for the direct reference."""
+
+    channel = None
 
 
 @pytest.fixture(scope="module")
 def twin():
     at = area_type("urban")
     net = network_for_area(at, 1)
-    return opt.twin_predictor(jax.random.PRNGKey(3), net, at, 4), net
+    key = jax.random.PRNGKey(3)
+    pred = opt.twin_predictor(key, net, at, 4)
+    # the snapshots twin_predictor draws (fold_in(key, i), dtwin.sweep.sample_snapshot)
+    cm0 = SCHEMA.default(net.n_cells)
+    keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.arange(4))
+    snaps = jax.vmap(lambda k: sample_snapshot(k, net, at, 10, cm0))(keys)
+    t = _Twin((pred, net))
+    t.channel, pop = snaps.channel, snaps.population
+    np.testing.assert_array_equal(pop.ues.xy_m, pred.population.ues.xy_m)
+    return t
+
+
+def test_links_are_computed_once_from_the_channels(twin):
+    """The predictor's precomputed link terms are the snapshots' coupling gains at any tilt
+    (`dtwin.network.coupling_gain_db`, which recomputes geometry and pathloss); a predictor
+    built from those terms equals one built from the channels; anything else is refused."""
+    pred, net = twin
+    tilt = jnp.array([3.0, 8.0, 12.0], jnp.float32)
+    for s in range(4):
+        pop = jax.tree.map(lambda x, s=s: x[s], pred.population)
+        ch = jax.tree.map(lambda x, s=s: x[s], twin.channel)
+        links = jax.tree.map(lambda x, s=s: x[s], pred.links)
+        np.testing.assert_allclose(
+            coupling_gain_from_links(links, tilt),
+            coupling_gain_db(net, pop, ch, tilt),
+            rtol=1e-6,
+            atol=1e-4,
+        )
+    z = jnp.zeros((net.n_cells,), jnp.float32)
+    again = opt.SimulatorPredictor(net, pred.population, pred.links, z, z)
+    cm = _cm(net, d_tilt=1.0)
+    np.testing.assert_array_equal(again(cm).mean["coverage"], pred(cm).mean["coverage"])
+    with pytest.raises(TypeError, match="LinkTerms or LinkChannel"):
+        opt.SimulatorPredictor(net, pred.population, {"sf_db": 0.0}, z, z)
 
 
 def _cm(net, d_tilt=0.0, d_power=0.0):
@@ -38,29 +83,30 @@ def _cm(net, d_tilt=0.0, d_power=0.0):
     return cm
 
 
-def _per_snapshot(net, pred, cm, hard):
+def _per_snapshot(twin, cm, hard):
     """Per-snapshot KPIs and served UE mass, calling the simulation directly snapshot by
     snapshot: ``({kpi: [snapshots, cells]}, [snapshots, cells])``."""
+    pred, net = twin
     per, mass = [], []
     for s in range(pred.population.weight.shape[0]):
         pop = jax.tree.map(lambda x, s=s: x[s], pred.population)
-        ch = jax.tree.map(lambda x, s=s: x[s], pred.channel)
+        ch = jax.tree.map(lambda x, s=s: x[s], twin.channel)
         res = simulate(net, pop, ch, cm, hard=hard)
         per.append({k: v for k, v in cell_kpis(net, pop, res).items() if k in KPIS})
         mass.append(jnp.sum(res.serving_prob * pop.weight[:, None], axis=0))
     return {k: jnp.stack([p[k] for p in per]) for k in KPIS}, jnp.stack(mass)
 
 
-def _direct(net, pred, cm, hard):
+def _direct(twin, cm, hard):
     """The period KPIs by calling the simulation directly, snapshot by snapshot."""
-    return period_kpis(*_per_snapshot(net, pred, cm, hard))
+    return period_kpis(*_per_snapshot(twin, cm, hard))
 
 
 def test_values_are_the_hard_simulation(twin):
     pred, net = twin
     cm = _cm(net, d_tilt=jnp.array([1.0, -2.0, 0.0]))
     out = pred(cm)
-    ref = _direct(net, pred, cm, hard=True)
+    ref = _direct(twin, cm, hard=True)
     for k in KPIS:
         chex.assert_shape(out.mean[k], (net.n_cells,))
         np.testing.assert_allclose(out.mean[k], ref[k], rtol=2e-5, atol=1e-5)
@@ -71,7 +117,7 @@ def test_gradient_is_the_soft_simulation_by_finite_differences(twin):
     pred, net = twin
     f = lambda d: jnp.mean(pred(_cm(net, d_power=d)).mean["dl_throughput_mbps"])
     soft = lambda d: jnp.mean(
-        _direct(net, pred, _cm(net, d_power=d), hard=False)["dl_throughput_mbps"]
+        _direct(twin, _cm(net, d_power=d), hard=False)["dl_throughput_mbps"]
     )
     d0 = jnp.array([0.5, -1.0, 0.25], jnp.float32)
     g = np.asarray(jax.grad(f)(d0))
@@ -243,7 +289,7 @@ def test_simulator_evaluate_is_the_prediction_and_its_influences(twin):
     cm = _cm(net, d_tilt=jnp.array([1.0, -2.0, 0.0]))
     out, infl = pred.evaluate(cm)
     plain = pred(cm)
-    ref = period_influence(*_per_snapshot(net, pred, cm, hard=True))
+    ref = period_influence(*_per_snapshot(twin, cm, hard=True))
     for k in KPIS:
         np.testing.assert_allclose(out.mean[k], plain.mean[k], rtol=1e-6)
         chex.assert_shape(infl[k], (4, net.n_cells))
