@@ -223,7 +223,9 @@ def link_terms(network: Network, population: UEPopulation, channel: LinkChannel)
         network.carrier_hz,
         channel.los,
     )
-    return LinkTerms(geom.zenith_deg, geom.azimuth_deg, pl + channel.sf_db + channel.o2i_db[:, None])
+    return LinkTerms(
+        geom.zenith_deg, geom.azimuth_deg, pl + channel.sf_db + channel.o2i_db[:, None]
+    )
 
 
 def coupling_gain_from_links(

@@ -179,7 +179,7 @@ class SimulatorPredictor(eqx.Module):
 
 
 def _as_float(x) -> Array:
-    """As a floating array (float32 unless already floating), as `dtwin.network.simulate` takes CM."""
+    """As a floating array (float32 unless already floating), as `dtwin.network.simulate` does."""
     x = jnp.asarray(x)
     return x if jnp.issubdtype(x.dtype, jnp.floating) else x.astype(jnp.float32)
 

@@ -116,9 +116,7 @@ def test_values_are_the_hard_simulation(twin):
 def test_gradient_is_the_soft_simulation_by_finite_differences(twin):
     pred, net = twin
     f = lambda d: jnp.mean(pred(_cm(net, d_power=d)).mean["dl_throughput_mbps"])
-    soft = lambda d: jnp.mean(
-        _direct(twin, _cm(net, d_power=d), hard=False)["dl_throughput_mbps"]
-    )
+    soft = lambda d: jnp.mean(_direct(twin, _cm(net, d_power=d), hard=False)["dl_throughput_mbps"])
     d0 = jnp.array([0.5, -1.0, 0.25], jnp.float32)
     g = np.asarray(jax.grad(f)(d0))
     h = 0.05
