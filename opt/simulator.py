@@ -83,11 +83,13 @@ class SimulatorPredictor(eqx.Module):
     `dtwin.network.LinkTerms`) is computed once, when the predictor is built from the
     snapshots' channels, so each evaluation computes only the antenna gain at the candidate
     tilts onwards, and a compiled search holds a third less program per call site. The
-    network's pathloss model (``network.scenario``) enters through ``links`` only: build a new
-    predictor from the channels to change it.
+    network's pathloss model enters through ``links`` only, so the predictor keeps the network
+    without its ``scenario``: twins of areas with different TR 38.901 scenarios (metro UMi,
+    urban UMa) then have the same tree structure and share one compiled search. Build a new
+    predictor from the channels to change the pathloss model.
 
     Attributes:
-        network: the network (topology, carrier, efficiency...).
+        network: the network (topology, carrier, efficiency...), ``scenario`` set to None.
         population: UE populations, leaves with a leading ``[snapshots]`` axis.
         links: `dtwin.network.LinkTerms` of those populations, leading ``[snapshots]`` axis.
             The constructor also takes the snapshots' `dtwin.network.LinkChannel` here and
@@ -121,6 +123,8 @@ class SimulatorPredictor(eqx.Module):
             raise TypeError(
                 f"SimulatorPredictor: links must be LinkTerms or LinkChannel, got {type(links)}"
             )
+        if network.scenario is not None:  # its pathloss is in the links from here on
+            network = eqx.tree_at(lambda n: n.scenario, network, None)
         self.network = network
         self.population = population
         self.links = links

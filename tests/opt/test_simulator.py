@@ -102,6 +102,21 @@ def _direct(twin, cm, hard):
     return period_kpis(*_per_snapshot(twin, cm, hard))
 
 
+def test_areas_of_different_scenarios_share_one_compiled_search():
+    """The twins of a metro (UMi) and an urban (UMa) area differ only in array values: same
+    tree structure and static parts, which is what `equinox.filter_jit` keys its cache on."""
+    a, b = (
+        opt.twin_predictor(
+            jax.random.PRNGKey(0), network_for_area(area_type(x), 1), area_type(x), 2
+        )
+        for x in ("metro", "urban")
+    )
+    assert a.network.scenario is None
+    (da, sa), (db, sb) = eqx.partition(a, eqx.is_array), eqx.partition(b, eqx.is_array)
+    assert sa == sb and jax.tree.structure(da) == jax.tree.structure(db)
+    assert not np.allclose(a.links.loss_db, b.links.loss_db)
+
+
 def test_values_are_the_hard_simulation(twin):
     pred, net = twin
     cm = _cm(net, d_tilt=jnp.array([1.0, -2.0, 0.0]))
