@@ -7,10 +7,15 @@ ensemble: a concave response around a state-dependent optimum plus the output of
 of small random MLPs on ``[own CM, neighbours' mean CM, state]`` (their spread is the std), with
 coverage and cell-edge KPIs for the default guardrails.
 
+``--predictor twin`` times instead the search the field trial runs through the Digital Twin
+itself (`opt.twin_predictor`: one area of ``--sites`` sites, the twin simulation over
+``--twin-snapshots`` snapshots as the predictor): there compilation, not the run, dominates.
+
 Writes ``results/bench_opt.json`` (configuration, seed, machine, compile and run times, results).
 
-    python -m experiments.bench_opt            # 1,000 cells
-    python -m experiments.bench_opt --small    # CI-sized
+    python -m experiments.bench_opt                     # 1,000 cells, surrogate-like ensemble
+    python -m experiments.bench_opt --small             # CI-sized
+    python -m experiments.bench_opt --predictor twin    # one 7-site area through the twin
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from dtwin.cm import DEFAULT_CM_SCHEMA as SCHEMA
-from opt import REASON_NAMES, Prediction, SafetyConfig, SearchConfig, search_areas
+from opt import REASON_NAMES, Prediction, SafetyConfig, SearchConfig, search, search_areas
 
 N_FEATURES = 2
 
@@ -77,6 +82,16 @@ def build(key, n_areas: int, cells_per_area: int, n_members: int):
     return EnsemblePredictor(state, members), current
 
 
+def build_twin(key, area: str, n_sites: int, n_snapshots: int):
+    """One area's twin simulation as the predictor, and the default CM (`opt.twin_predictor`)."""
+    from dtwin.areas import area_type, network_for_area
+    from opt import twin_predictor
+
+    at = area_type(area)
+    net = network_for_area(at, n_sites)
+    return twin_predictor(key, net, at, n_snapshots), SCHEMA.default(net.n_cells)
+
+
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--cells", type=int, default=1000, help="number of cells (rounded up to areas)")
@@ -87,26 +102,51 @@ def main(argv=None) -> dict:
     ap.add_argument("--refine-sweeps", type=int, default=1)
     ap.add_argument("--repeats", type=int, default=3, help="timed runs after compilation")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--predictor",
+        choices=("ensemble", "twin"),
+        default="ensemble",
+        help="ensemble: ~1,000 cells of a surrogate-like ensemble (search_areas); twin: one "
+        "area through the twin simulation (opt.search), as the field trial's searches",
+    )
+    ap.add_argument("--area", default="urban", help="twin: the area type")
+    ap.add_argument("--sites", type=int, default=7, help="twin: sites of the area (3 cells each)")
+    ap.add_argument("--twin-snapshots", type=int, default=64, help="twin: simulated snapshots")
     ap.add_argument("--small", action="store_true", help="CI-sized run (60 cells, 1 repeat)")
     ap.add_argument("--out", type=Path, default=Path("results/bench_opt.json"))
     args = ap.parse_args(argv)
     if args.small:
         args.cells, args.repeats = 60, 1
+        args.sites, args.twin_snapshots = 1, 4
     if args.cells < 1 or args.cells_per_area < 1 or args.repeats < 1:
         ap.error("--cells, --cells-per-area and --repeats must be >= 1")
+    if args.sites < 1 or args.twin_snapshots < 1:
+        ap.error("--sites and --twin-snapshots must be >= 1")
 
-    n_areas = math.ceil(args.cells / args.cells_per_area)
     key = jax.random.key(args.seed)
-    predictor, current = build(key, n_areas, args.cells_per_area, args.members)
     safety = SafetyConfig()  # defaults: 2-step trust region, κ = 1, guardrails, z = 1
     config = SearchConfig(
         n_starts=args.starts, n_steps=args.steps, refine_sweeps=args.refine_sweeps
     )
-
-    def run(k):
-        return jax.block_until_ready(
-            search_areas(k, predictor, current, safety=safety, config=config)
+    if args.predictor == "twin":
+        n_areas, cells_per_area = 1, 3 * args.sites
+        predictor, current = build_twin(
+            jax.random.PRNGKey(args.seed), args.area, args.sites, args.twin_snapshots
         )
+
+        def run(k):
+            return jax.tree.map(
+                lambda x: x[None],  # one area: the same shapes as search_areas' output
+                jax.block_until_ready(search(k, predictor, current, safety=safety, config=config)),
+            )
+    else:
+        n_areas, cells_per_area = math.ceil(args.cells / args.cells_per_area), args.cells_per_area
+        predictor, current = build(key, n_areas, cells_per_area, args.members)
+
+        def run(k):
+            return jax.block_until_ready(
+                search_areas(k, predictor, current, safety=safety, config=config)
+            )
 
     t0 = time.perf_counter()
     run(jax.random.key(args.seed + 1))
@@ -137,10 +177,10 @@ def main(argv=None) -> dict:
             "compile_estimate": first_s - run_s,
             "run_median": run_s,
             "run_all": times,
-            "per_cell_ms": 1e3 * run_s / (n_areas * args.cells_per_area),
+            "per_cell_ms": 1e3 * run_s / (n_areas * cells_per_area),
         },
         "results": {
-            "n_cells": n_areas * args.cells_per_area,
+            "n_cells": n_areas * cells_per_area,
             "objective_before_mean": float(jnp.mean(rec.objective_before)),
             "objective_after_mean": float(jnp.mean(rec.objective_after)),
             "changed_share": float(np.mean(np.asarray(rec.changed))),

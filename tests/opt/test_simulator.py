@@ -57,16 +57,12 @@ def test_links_are_computed_once_from_the_channels(twin):
     built from those terms equals one built from the channels; anything else is refused."""
     pred, net = twin
     tilt = jnp.array([3.0, 8.0, 12.0], jnp.float32)
-    for s in range(4):
-        pop = jax.tree.map(lambda x, s=s: x[s], pred.population)
-        ch = jax.tree.map(lambda x, s=s: x[s], twin.channel)
-        links = jax.tree.map(lambda x, s=s: x[s], pred.links)
-        np.testing.assert_allclose(
-            coupling_gain_from_links(links, tilt),
-            coupling_gain_db(net, pop, ch, tilt),
-            rtol=1e-6,
-            atol=1e-4,
-        )
+    want = jax.jit(jax.vmap(lambda p, c: coupling_gain_db(net, p, c, tilt)))(
+        pred.population, twin.channel
+    )
+    got = jax.jit(jax.vmap(lambda lk: coupling_gain_from_links(lk, tilt)))(pred.links)
+    chex.assert_shape(got, (4, pred.population.weight.shape[1], net.n_cells))
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-4)
     z = jnp.zeros((net.n_cells,), jnp.float32)
     again = opt.SimulatorPredictor(net, pred.population, pred.links, z, z)
     cm = _cm(net, d_tilt=1.0)
