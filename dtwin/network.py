@@ -194,20 +194,25 @@ def draw_channel(key: PRNGKeyArray, network: Network, population: UEPopulation) 
 class LinkTerms(eqx.Module):
     """The CM-independent part of every UE-cell link of a snapshot.
 
-    The coupling gain at tilts ``t`` is ``array_gain_dbi(zenith, azimuth, t) − loss_db``
-    (:func:`coupling_gain_from_links`): everything else (geometry, pathloss, shadow fading,
-    O2I loss) does not depend on the CM, so a search over CM computes it once
-    (`opt.SimulatorPredictor`).
+    The coupling gain at tilts ``t`` is
+    ``array_gain_dbi(zenith, azimuth, t) − pathloss − shadow fading − O2I loss``
+    (:func:`coupling_gain_from_links`, the same float operations in the same order as
+    :func:`coupling_gain_db`): everything but the antenna gain is independent of the CM, so a
+    search over CM computes it once (`opt.SimulatorPredictor`).
 
     Attributes:
         zenith_deg: zenith angle of each link in the global frame (degrees, 90 = horizon).
         azimuth_deg: azimuth from each cell's boresight (degrees, (-180, 180]).
-        loss_db: pathloss + shadow fading + O2I loss of each link (dB).
+        pathloss_db: TR 38.901 pathloss of each link at its LOS state (dB).
+        sf_db: shadow fading of each link (dB).
+        o2i_db: outdoor-to-indoor loss of each UE (dB, 0 outdoors).
     """
 
     zenith_deg: Float[Array, "ues cells"]
     azimuth_deg: Float[Array, "ues cells"]
-    loss_db: Float[Array, "ues cells"]
+    pathloss_db: Float[Array, "ues cells"]
+    sf_db: Float[Array, "ues cells"]
+    o2i_db: Float[Array, " ues"]
 
 
 def link_terms(network: Network, population: UEPopulation, channel: LinkChannel) -> LinkTerms:
@@ -223,9 +228,7 @@ def link_terms(network: Network, population: UEPopulation, channel: LinkChannel)
         network.carrier_hz,
         channel.los,
     )
-    return LinkTerms(
-        geom.zenith_deg, geom.azimuth_deg, pl + channel.sf_db + channel.o2i_db[:, None]
-    )
+    return LinkTerms(geom.zenith_deg, geom.azimuth_deg, pl, channel.sf_db, channel.o2i_db)
 
 
 def coupling_gain_from_links(
@@ -233,7 +236,7 @@ def coupling_gain_from_links(
 ) -> Float[Array, "ues cells"]:
     """Coupling gain (dB) of every link at the given tilts (degrees) from its :class:`LinkTerms`."""
     gain = array_gain_dbi(links.zenith_deg, links.azimuth_deg, tilt_deg[None, :])
-    return gain - links.loss_db
+    return gain - links.pathloss_db - links.sf_db - links.o2i_db[:, None]
 
 
 def coupling_gain_db(

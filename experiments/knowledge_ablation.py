@@ -147,9 +147,8 @@ def variant_predictor(
         pred = opt.twin_predictor(key, net, at, n_snapshots, kpis=TARGETS)
     if base in ("shadowing", "all_but_traffic"):
         xy = pred.population.ues.xy_m  # [snapshots, ues, 2]
-        # the map is added to each link's shadow fading: to its CM-independent loss
-        loss = pred.links.loss_db + jax.vmap(lambda p: shadow_map_db(field, p))(xy)
-        pred = dataclasses.replace(pred, links=dataclasses.replace(pred.links, loss_db=loss))
+        sf = pred.links.sf_db + jax.vmap(lambda p: shadow_map_db(field, p))(xy)
+        pred = dataclasses.replace(pred, links=dataclasses.replace(pred.links, sf_db=sf))
     if base == "all_but_traffic":
         base = "hotspots_offsets_efficiency"
     if "offsets" in base:

@@ -43,7 +43,7 @@ def test_nominal_is_the_trials_twin_simulation(field):
     want = opt.twin_predictor(jax.random.PRNGKey(5), network_for_area(at, 1), at, 3)
     got = _pred("nominal", field)
     np.testing.assert_array_equal(got.population.ues.xy_m, want.population.ues.xy_m)
-    np.testing.assert_array_equal(got.links.loss_db, want.links.loss_db)
+    np.testing.assert_array_equal(got.links.sf_db, want.links.sf_db)
     assert not np.any(np.asarray(got.tilt_offset_deg)) and not np.any(got.power_offset_db)
     assert got.network.efficiency == 1.0
 
@@ -95,14 +95,14 @@ def test_shadowing_adds_the_fields_map_to_the_nominal_twins_links(field):
     arg = np.einsum("sud,cfd->sucf", xy, np.asarray(field.map_freq)) + np.asarray(field.map_phase)
     n_feat = field.map_phase.shape[-1]
     want = field.gap * field.spec.shadow_map_db * np.sqrt(2.0 / n_feat) * np.cos(arg).sum(-1)
-    got = np.asarray(shadowed.links.loss_db) - np.asarray(nominal.links.loss_db)
+    got = np.asarray(shadowed.links.sf_db) - np.asarray(nominal.links.sf_db)
     np.testing.assert_allclose(got, want, atol=2e-3)
     assert np.std(want) > 0.3 * field.spec.shadow_map_db  # a map, not a constant
     everything = _pred("all_but_traffic", field)
     assert everything.network.efficiency > 1.0 and np.any(np.asarray(everything.tilt_offset_deg))
     hot = _pred("hotspots", field)
     np.testing.assert_array_equal(everything.population.ues.xy_m, hot.population.ues.xy_m)
-    assert not np.allclose(everything.links.loss_db, hot.links.loss_db)
+    assert not np.allclose(everything.links.sf_db, hot.links.sf_db)
 
 
 def test_unknown_variant_is_named(field):
