@@ -9,7 +9,9 @@ directly:
   channels, which do not depend on the CM) as ``cm -> Prediction`` (std = 0). Values are the exact
   hard-association KPIs of the snapshots aggregated as one reporting period
   (`dtwin.kpi.period_kpis`); gradients are those of the soft simulation (soft association, smooth
-  spectral-efficiency curve), passed straight through: ``soft + stop_gradient(hard − soft)``.
+  spectral-efficiency curve), passed straight through: ``soft + stop_gradient(hard − soft)``,
+  written as a `jax.custom_jvp` so that calls nobody differentiates (a search's scoring,
+  refinement and safety passes) compute, and compile, only the hard simulation.
   `twin_predictor` draws the snapshots from the twin's own sampler (`dtwin.sweep`); the field
   trial's oracle is the same class on the field stand-in's snapshots.
 * `AnchoredPredictor`: the Sim2Real surrogate's *level* (adapted to commercial data) plus a
@@ -118,7 +120,7 @@ class SimulatorPredictor(eqx.Module):
         kpis: Sequence[str] = DEFAULT_KPIS,
     ):
         if isinstance(links, LinkChannel):
-            links = jax.vmap(lambda p, c: link_terms(network, p, c))(population, links)
+            links = _snapshot_link_terms(network, population, links)
         elif not isinstance(links, LinkTerms):
             raise TypeError(
                 f"SimulatorPredictor: links must be LinkTerms or LinkChannel, got {type(links)}"
@@ -180,6 +182,12 @@ class SimulatorPredictor(eqx.Module):
         period, k, w = self._outputs(cm)
         pred = Prediction.deterministic({n: period[n] for n in self.kpis})
         return pred, period_influence({n: k[n] for n in self.kpis}, w)
+
+
+@eqx.filter_jit
+def _snapshot_link_terms(network: Network, population, channel) -> LinkTerms:
+    """`dtwin.network.link_terms` of every snapshot (leading axis), as one compiled call."""
+    return jax.vmap(lambda p, c: link_terms(network, p, c))(population, channel)
 
 
 def _as_float(x) -> Array:
