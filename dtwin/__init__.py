@@ -62,6 +62,7 @@ from .network import (
     link_terms,
     simulate,
     simulate_from_gain,
+    simulate_from_links,
     solve_load,
 )
 from .site_channel import SiteChannel, load_site_channels, save_site_channels
@@ -136,6 +137,7 @@ __all__ = [
     "shadow_fading_std_db",
     "shannon_se",
     "simulate_from_gain",
+    "simulate_from_links",
     "simulate",
     "soft_quantile",
     "solve_load",

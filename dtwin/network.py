@@ -434,8 +434,33 @@ def simulate(
     Returns:
         A :class:`NetworkResult`.
     """
+    return simulate_from_links(
+        network,
+        population,
+        link_terms(network, population, channel),
+        cm,
+        hard=hard,
+        temperature_db=temperature_db,
+    )
+
+
+def simulate_from_links(
+    network: Network,
+    population: UEPopulation,
+    links: LinkTerms,
+    cm: dict[str, Float[Array, " cells"]],
+    *,
+    hard: bool = False,
+    temperature_db: float = 1.0,
+) -> NetworkResult:
+    """:func:`simulate` from the snapshot's precomputed :class:`LinkTerms` (:func:`link_terms`).
+
+    The CM enters the links only through the antenna gain at its tilts, so a caller evaluating
+    many CMs on one snapshot computes the links once (`opt.SimulatorPredictor`); the pathloss
+    model (``network.scenario``) is not read here.
+    """
     _check_cm("simulate", cm)
-    g_db = coupling_gain_db(network, population, channel, _float(cm["tilt_deg"]))
+    g_db = coupling_gain_from_links(links, _float(cm["tilt_deg"]))
     return simulate_from_gain(
         network, population, g_db, cm, hard=hard, temperature_db=temperature_db
     )

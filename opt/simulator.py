@@ -55,9 +55,8 @@ from dtwin.network import (
     Network,
     UEPopulation,
     cell_kpis,
-    coupling_gain_from_links,
     link_terms,
-    simulate_from_gain,
+    simulate_from_links,
 )
 
 from .objectives import CM, Prediction, Predictor
@@ -141,8 +140,7 @@ class SimulatorPredictor(eqx.Module):
         real_cm["tx_power_dbm"] = cm["tx_power_dbm"] + self.power_offset_db
 
         def one(pop, links):
-            g = coupling_gain_from_links(links, _as_float(real_cm["tilt_deg"]))
-            res = simulate_from_gain(self.network, pop, g, real_cm, hard=hard)
+            res = simulate_from_links(self.network, pop, links, real_cm, hard=hard)
             k = {n: v for n, v in cell_kpis(self.network, pop, res).items() if n in self.kpis}
             return k, jnp.sum(res.serving_prob * pop.weight[:, None], axis=0)
 
@@ -188,12 +186,6 @@ class SimulatorPredictor(eqx.Module):
 def _snapshot_link_terms(network: Network, population, channel) -> LinkTerms:
     """`dtwin.network.link_terms` of every snapshot (leading axis), as one compiled call."""
     return jax.vmap(lambda p, c: link_terms(network, p, c))(population, channel)
-
-
-def _as_float(x) -> Array:
-    """As a floating array (float32 unless already floating), as `dtwin.network.simulate` does."""
-    x = jnp.asarray(x)
-    return x if jnp.issubdtype(x.dtype, jnp.floating) else x.astype(jnp.float32)
 
 
 def _straight_through(fn, *args):
