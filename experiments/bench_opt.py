@@ -34,6 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from dtwin.cm import DEFAULT_CM_SCHEMA as SCHEMA
+from experiments.meta import LOADED_COMMIT
 from opt import REASON_NAMES, Prediction, SafetyConfig, SearchConfig, search, search_areas
 
 N_FEATURES = 2
@@ -163,6 +164,7 @@ def main(argv=None) -> dict:
         "experiment": "bench_opt",
         "config": vars(args) | {"out": str(args.out), "n_areas": n_areas},
         "seed": args.seed,
+        "git_commit": LOADED_COMMIT,
         "machine": {
             "platform": platform.platform(),
             "processor": platform.processor(),
