@@ -174,3 +174,51 @@ def test_missing_cm_parameter_is_named():
     net, pop, ch, cm = _small()
     with pytest.raises(ValueError, match="tx_power_dbm"):
         simulate(net, pop, ch, {"tilt_deg": cm["tilt_deg"]})
+
+
+def test_candidate_association_matches_full_softmax_where_it_has_no_mass_outside():
+    """At a 0.05 dB temperature the full softmax has no mass beyond a UE's 3 strongest cells, so
+    the candidate path (segment sums over ``[ues, k]``) must reproduce the dense one."""
+    net, pop, ch, cm = _small(n_sites=7, ues_per_cell=4, demand=3.0)
+    full = sim(net, pop, ch, cm, temperature_db=0.05)
+    cand = sim(net, pop, ch, cm, temperature_db=0.05, candidates=3)
+    chex.assert_trees_all_equal_shapes(full, cand)
+    for name in ("serving_prob", "prb_utilization", "throughput_mbps", "sinr_db"):
+        np.testing.assert_allclose(getattr(cand, name), getattr(full, name), rtol=1e-4, atol=1e-4)
+    assert bool(cand.load_converged)
+
+
+def test_candidate_association_error_shrinks_with_k():
+    """At 1 dB the truncated softmax drops mass; the error falls with k and is gone at k = cells."""
+    net, pop, ch, cm = _small(n_sites=7, ues_per_cell=4, demand=3.0)
+    full = sim(net, pop, ch, cm)
+    err = {}
+    for k in (2, 4, 8, net.n_cells):
+        res = sim(net, pop, ch, cm, candidates=k)
+        np.testing.assert_allclose(res.serving_prob.sum(1), 1.0, atol=1e-5)
+        assert int(jnp.max(jnp.sum(res.serving_prob > 0, axis=1))) <= k
+        err[k] = float(jnp.max(jnp.abs(res.prb_utilization - full.prb_utilization)))
+    assert err[8] < err[2] and err[4] < err[2]
+    assert err[net.n_cells] == 0.0 and err[8] < 1e-3
+
+
+def test_candidate_gradient_matches_finite_differences():
+    with jax.enable_x64(True):
+        net, pop, ch, cm = _small(n_sites=7, ues_per_cell=2, demand=4.0)
+        cm = {k: v.astype(jnp.float64) + (0.3 if k == "tilt_deg" else 0.0) for k, v in cm.items()}
+
+        @jax.jit
+        def f(x):
+            res = simulate(net, pop, ch, dict(cm, tilt_deg=x), temperature_db=2.0, candidates=4)
+            return jnp.mean(res.throughput_mbps)
+
+        x0 = cm["tilt_deg"]
+        check_grads(f, (x0,), order=1, modes=("rev",), eps=1e-3, atol=2e-3, rtol=2e-2)
+        assert float(jnp.abs(jax.grad(f)(x0)).max()) > 0.0
+
+
+@pytest.mark.parametrize("bad", [0, -1, 2.5, True])
+def test_bad_candidates_are_refused(bad):
+    net, pop, ch, cm = _small()
+    with pytest.raises(ValueError, match="candidates"):
+        simulate(net, pop, ch, cm, candidates=bad)

@@ -422,3 +422,30 @@ def test_anchored_blend_std_closed_form():
     for k in KPIS:
         np.testing.assert_allclose(out.std[k][0], sur(cm).std[k][0], rtol=1e-5)
         np.testing.assert_allclose(out.std[k][1], sur(cm0).std[k][1], rtol=1e-5)
+
+
+def test_candidate_cells_change_only_the_gradient_and_only_slightly():
+    """On 21 cells the default soft simulation restricts each UE to its 6 strongest cells: the
+    values (hard simulation) are those of the every-cell predictor, the gradient within 2 %."""
+    at = area_type("urban")
+    net = network_for_area(at, 7)
+    key = jax.random.PRNGKey(4)
+    fast = opt.twin_predictor(key, net, at, 2)
+    full = opt.twin_predictor(key, net, at, 2, candidates=None)
+    assert fast.candidates == opt.simulator.DEFAULT_CANDIDATES < net.n_cells
+    cm = _cm(net, d_tilt=1.0)
+    np.testing.assert_array_equal(
+        fast(cm).mean["dl_throughput_mbps"], full(cm).mean["dl_throughput_mbps"]
+    )
+
+    def grad(pred):
+        return jax.grad(lambda c: pred(c).mean["dl_throughput_mbps"].mean())(cm)
+
+    g_fast, g_full = jax.jit(grad)(fast), jax.jit(grad)(full)
+    for name in ("tilt_deg", "tx_power_dbm", "cio_db"):
+        rel = jnp.linalg.norm(g_fast[name] - g_full[name]) / jnp.linalg.norm(g_full[name])
+        assert float(jnp.linalg.norm(g_full[name])) > 0.0
+        assert float(rel) < 2e-2, (name, float(rel))
+    z = jnp.zeros((net.n_cells,), jnp.float32)
+    with pytest.raises(ValueError, match="candidates"):
+        opt.SimulatorPredictor(net, fast.population, fast.links, z, z, candidates=0)
