@@ -28,7 +28,13 @@ suburban: UMa with few UEs; `dtwin.areas`):
      simulation's CM response (`opt.twin_predictor`, the twin's own snapshots;
      ``--anchor-weight`` blends in the surrogate's response, ``--anchor-std`` picks the
      uncertainty: ``blend`` by default, ``surrogate`` or ``response``);
+     The twin's per-cell strength is first fitted to the area's commercial counters
+     (``--calibrate-cells``): per-cell power offsets such that the twin serves the
+     share of the area's UEs each cell serves in the commercial data (`opt.cell_ue_share`,
+     `opt.calibrate_power_offsets`);
    * ``sim2real`` (ablation): gradient search through the Sim2Real surrogate alone;
+   * ``twin_calibrated`` (ablation): gradient search through that calibrated twin simulation
+     alone, on its own level (no Sim2Real surrogate);
    * ``twin_simulation``: gradient search through the twin simulation alone (its own level);
    * ``random_search``, ``coordinate_descent``, ``cma_es``: derivative-free baselines through the
      method's predictor, on a comparable evaluation budget (`opt.baselines`);
@@ -113,6 +119,7 @@ METHODS: tuple[str, ...] = (
     "cma_es",
     "commercial_only",
     "twin_only",
+    "twin_calibrated",
     "oracle",
 )
 """Recommenders compared: the method first, the oracle (upper bound) last."""
@@ -132,6 +139,12 @@ METHOD = "sim2real_anchored"
 ABLATIONS: tuple[str, ...] = ("sim2real",)
 """Parts of the method shown for insight, not competing baselines (gain per risk is compared
 with every other recommender)."""
+CALIBRATE_CELLS = False
+"""Whether the method's twin simulation is calibrated to the commercial UE shares by default
+(``--calibrate-cells``; see the README's "Calibrating the twin's cells")."""
+OPTIONAL_ABLATIONS: tuple[str, ...] = ("twin_calibrated",)
+"""Parts of the method a run may leave out (not baselines either): ``twin_calibrated`` is the
+method's calibrated twin simulation searched alone, on its own level (no Sim2Real surrogate)."""
 
 REFERENCE = {
     "overall_before_mbps": 131.96,
@@ -386,9 +399,39 @@ def run_area(area: str, args: argparse.Namespace, log=print) -> dict[str, Any]:
         args.twin_sim_snapshots,
         kpis=TARGETS,
     )
+    cell_calibration = None
+    method_twin = predictors["twin_simulation"]
+    want_cal = (
+        getattr(args, "calibrate_cells", CALIBRATE_CELLS) or "twin_calibrated" in args.methods
+    )
+    if want_cal:  # the twin's per-cell strength from this area's commercial UE shares only
+        t = time.perf_counter()
+        cal = opt.calibrate_power_offsets(
+            predictors["twin_simulation"], opt.cell_ue_share(comm, current), current
+        )
+        predictors["twin_calibrated"] = cal.predictor
+        if getattr(args, "calibrate_cells", CALIBRATE_CELLS):
+            method_twin = cal.predictor
+        zero = {n: jnp.zeros((field.n_cells,), jnp.float32) for n in DEFAULT_CM_SCHEMA.names}
+        hidden = np.asarray(_field_cm(field, zero)["tx_power_dbm"])
+        cell_calibration = {
+            "offset_db": cal.offset_db.tolist(),
+            "log_share_rmse_before": cal.rmse_before,
+            "log_share_rmse_after": cal.rmse_after,
+            # diagnostics only the synthetic field allows: its hidden per-cell power offsets
+            "field_power_offset_db": hidden.tolist(),
+            "corr_with_field_offsets": float(np.corrcoef(cal.offset_db, hidden)[0, 1]),
+            "used_by_method": bool(getattr(args, "calibrate_cells", CALIBRATE_CELLS)),
+        }
+        times["calibrate_cells_s"] = time.perf_counter() - t
+        log(
+            f"  {area}: twin cell offsets calibrated to the commercial UE shares (log-share RMSE "
+            f"{cal.rmse_before:.3f} -> {cal.rmse_after:.3f}; corr. with the field's hidden "
+            f"offsets {cell_calibration['corr_with_field_offsets']:.2f})"
+        )
     predictors["sim2real_anchored"] = opt.AnchoredPredictor(
         predictors["sim2real"],
-        predictors["twin_simulation"],
+        method_twin,
         current,
         args.anchor_weight,
         std_mode=getattr(args, "anchor_std", ANCHOR_STD),
@@ -434,6 +477,7 @@ def run_area(area: str, args: argparse.Namespace, log=print) -> dict[str, Any]:
         "n_cells": field.n_cells,
         "twin_ue_clustering": clustering,
         "ue_calibration": calibration,
+        "cell_calibration": cell_calibration,
         "methods": {},
         "timings_s": times,
     }
@@ -653,6 +697,21 @@ def markdown(results: Mapping[str, Any]) -> str:
             + ", ".join(f"{a} {v:.3f}" for a, v in calibrated.items())
             + f" (uncalibrated default {DEFAULT_UE_CLUSTERING}).",
         ]
+    cells = {a: r["cell_calibration"] for a, r in areas.items() if r.get("cell_calibration")}
+    if cells:
+        lines += [
+            "",
+            "Twin per-cell power offsets fitted to each area's commercial UE share per cell "
+            "(`opt.calibrate_power_offsets`"
+            + ("" if results.get("calibrate_cells") else "; `twin_calibrated` only")
+            + "): log-share RMSE before → after, correlation with the stand-in's hidden offsets: "
+            + "; ".join(
+                f"{a} {c['log_share_rmse_before']:.3f} → {c['log_share_rmse_after']:.3f}, "
+                f"r = {c['corr_with_field_offsets']:.2f}"
+                for a, c in cells.items()
+            )
+            + ".",
+        ]
     lines += ["", f"Size: `{results['size']}`. Synthetic stand-in, not a real network.", ""]
     return "\n".join(lines)
 
@@ -702,17 +761,19 @@ def summarise(
     transfer_config: Mapping[str, Any],
     anchor_std: str = ANCHOR_STD,
     kappa: float = 1.0,
+    calibrate_cells: bool = CALIBRATE_CELLS,
 ) -> dict[str, Any]:
     """The trial's results from its per-area results (`run_area`): overall, summary, reference."""
     ov = overall(areas, methods)
     s = ov[METHOD]
-    baselines = [m for m in methods if m not in (METHOD, *ABLATIONS, "oracle")]
+    baselines = [m for m in methods if m not in (METHOD, *ABLATIONS, *OPTIONAL_ABLATIONS, "oracle")]
     return {
         "size": size,
         "method": METHOD,
         "anchor_weight": anchor_weight,
         "anchor_std": anchor_std,
         "kappa": kappa,
+        "calibrate_cells": calibrate_cells,
         "summary": {
             "before_mbps": s["before_mbps"],
             "after_mbps": s["after_mbps"],
@@ -761,6 +822,7 @@ def combine(paths, out: Path) -> dict[str, Any]:
                 "methods",
                 "sites",
                 "search_keys",
+                "calibrate_cells",
             )
         }
         if first is None:
@@ -782,6 +844,7 @@ def combine(paths, out: Path) -> dict[str, Any]:
         anchor_weight=key["anchor_weight"],
         anchor_std=key["anchor_std"] or "surrogate",  # runs before the option had only that
         kappa=1.0 if key["kappa"] is None else key["kappa"],
+        calibrate_cells=bool(key["calibrate_cells"]),  # runs before the option: not calibrated
         transfer_config=config_dict(
             TransferConfig(
                 n_models=cfg["members"],
@@ -862,6 +925,14 @@ def _parser() -> argparse.ArgumentParser:
         help="calibrate each area's twin UE clustering to its commercial mean SINR at the "
         "default CM (experiments.pipeline.calibrate_ue_clustering) before generating twin data "
         "and the twin simulation",
+    )
+    ap.add_argument(
+        "--calibrate-cells",
+        action=argparse.BooleanOptionalAction,
+        default=CALIBRATE_CELLS,
+        help="fit the method's twin simulation's per-cell power offsets to the area's commercial "
+        "UE share per cell (opt.calibrate_power_offsets; default "
+        f"{'on' if CALIBRATE_CELLS else 'off'}); off: the nominal twin, as twin_simulation",
     )
     ap.add_argument(
         "--search-keys",
@@ -954,6 +1025,7 @@ def main(argv=None) -> dict[str, Any]:
         anchor_weight=args.anchor_weight,
         anchor_std=args.anchor_std,
         kappa=args.kappa,
+        calibrate_cells=args.calibrate_cells,
         transfer_config=config_dict(
             TransferConfig(
                 n_models=args.members,

@@ -9,9 +9,12 @@
 * `opt.baselines`: random search, coordinate descent, CMA-ES on the same budget.
 * `opt.simulator`: the differentiable Digital Twin as a predictor (`SimulatorPredictor`,
   `twin_predictor`) and the surrogate anchored to the twin's CM response (`AnchoredPredictor`).
+* `opt.calibration`: the twin simulation's per-cell strength fitted to the UE share each cell
+  serves in commercial counters (`cell_ue_share`, `calibrate_power_offsets`).
 """
 
 from .baselines import CMAState, cma_es, cma_es_minimise, coordinate_descent, random_search
+from .calibration import CalibrationResult, calibrate_power_offsets, cell_ue_share
 from .constrained import ALResult, augmented_lagrangian, projected_steps
 from .objectives import (
     AbstractObjective,
@@ -53,6 +56,9 @@ from .search import (
 from .simulator import AnchoredPredictor, SimulatorPredictor, twin_predictor
 
 __all__ = [
+    "CalibrationResult",
+    "calibrate_power_offsets",
+    "cell_ue_share",
     "AnchoredPredictor",
     "SimulatorPredictor",
     "twin_predictor",

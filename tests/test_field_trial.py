@@ -27,6 +27,7 @@ METHODS = (
     "twin_simulation",
     "random_search",
     "twin_only",
+    "twin_calibrated",
     "oracle",
 )
 TRUST_STEPS = 2  # opt.SafetyConfig() default
@@ -92,7 +93,7 @@ def trial(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(ft, "calibrate_ue_clustering", fake_calibration)
         mp.setattr(ft, "twin_table", spy_twin_table)
-        results = ft.main([*argv, "--calibrate-ue"])
+        results = ft.main([*argv, "--calibrate-ue", "--calibrate-cells"])
     assert [c[0] for c in calls] == list(AREAS)
     assert all("mean_sinr_db" in cols for _, cols in calls)
     assert twin_clusterings == [CALIBRATED] * len(AREAS)
@@ -108,6 +109,22 @@ def test_calibrated_twin_is_recorded(trial):
         assert res["areas"][a]["twin_ue_clustering"] == CALIBRATED
         assert res["areas"][a]["ue_calibration"]["stub"] is True
     assert "calibrated to each area's commercial mean SINR" in (out / "field_trial.md").read_text()
+
+
+def test_cell_calibration_is_recorded_and_used(trial):
+    """``--calibrate-cells``: per area the fitted offsets (zero mean, a fit no worse than the
+    nominal twin's), the hidden offsets they are compared with, and the method uses them."""
+    out, res = trial
+    assert res["calibrate_cells"] is True
+    for a in AREAS:
+        c = res["areas"][a]["cell_calibration"]
+        n = res["areas"][a]["n_cells"]
+        assert len(c["offset_db"]) == len(c["field_power_offset_db"]) == n
+        assert abs(float(np.mean(c["offset_db"]))) < 1e-4
+        assert c["log_share_rmse_after"] <= c["log_share_rmse_before"] + 1e-9
+        assert -1.0 <= c["corr_with_field_offsets"] <= 1.0
+        assert c["used_by_method"] is True
+    assert "fitted to each area's commercial UE share" in (out / "field_trial.md").read_text()
 
 
 def test_outputs_cover_every_area(trial):
