@@ -192,7 +192,7 @@ SIZES: dict[str, dict[str, Any]] = {
     "full": dict(  # the reference study's 100,000 rows each (21 cells per snapshot)
         sites=7,
         twin_snapshots=4800,
-        twin_sim_snapshots=256,  # README "Search noise": 256 vs 64, +4 points
+        twin_sim_snapshots=256,  # README "Search noise": +4 points on one area, not in a trial
         periods=4800,
         members=5,
         twin_steps=1500,
