@@ -401,16 +401,16 @@ def run_area(area: str, args: argparse.Namespace, log=print) -> dict[str, Any]:
     )
     cell_calibration = None
     method_twin = predictors["twin_simulation"]
-    want_cal = (
-        getattr(args, "calibrate_cells", CALIBRATE_CELLS) or "twin_calibrated" in args.methods
-    )
-    if want_cal:  # the twin's per-cell strength from this area's commercial UE shares only
+    calibrate_cells = bool(getattr(args, "calibrate_cells", CALIBRATE_CELLS))
+    if (
+        calibrate_cells or "twin_calibrated" in args.methods
+    ):  # the twin's per-cell strength from this area's commercial UE shares only
         t = time.perf_counter()
         cal = opt.calibrate_power_offsets(
             predictors["twin_simulation"], opt.cell_ue_share(comm, current), current
         )
         predictors["twin_calibrated"] = cal.predictor
-        if getattr(args, "calibrate_cells", CALIBRATE_CELLS):
+        if calibrate_cells:
             method_twin = cal.predictor
         zero = {n: jnp.zeros((field.n_cells,), jnp.float32) for n in DEFAULT_CM_SCHEMA.names}
         hidden = np.asarray(_field_cm(field, zero)["tx_power_dbm"])
@@ -421,7 +421,7 @@ def run_area(area: str, args: argparse.Namespace, log=print) -> dict[str, Any]:
             # diagnostics only the synthetic field allows: its hidden per-cell power offsets
             "field_power_offset_db": hidden.tolist(),
             "corr_with_field_offsets": float(np.corrcoef(cal.offset_db, hidden)[0, 1]),
-            "used_by_method": bool(getattr(args, "calibrate_cells", CALIBRATE_CELLS)),
+            "used_by_method": calibrate_cells,
         }
         times["calibrate_cells_s"] = time.perf_counter() - t
         log(

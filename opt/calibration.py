@@ -56,12 +56,15 @@ def cell_ue_share(
         current_cm: the CM in force per cell (schema units), ``[cells]`` each.
 
     Raises:
-        ValueError: on a missing column, a non-finite or negative ``active_ues``, a period that
-            lacks a cell, or a cell that never ran the CM in force.
+        ValueError: on a missing column or CM parameter, a non-finite or negative
+            ``active_ues``, a period that lacks a cell, or a cell that never ran the CM in force.
     """
     missing = [c for c in (*_SHARE_COLUMNS, *schema.names) if c not in table]
     if missing:
         raise ValueError(f"cell_ue_share: the table lacks column(s) {missing}")
+    absent = [c for c in schema.names if c not in current_cm]
+    if absent:
+        raise ValueError(f"cell_ue_share: current_cm lacks {absent}; it has {sorted(current_cm)}")
     n = int(np.asarray(current_cm[schema.names[0]]).shape[0])
     period = np.asarray(table["snapshot_id"])
     cell = np.asarray(table["cell_id"]).astype(np.int64)
@@ -197,16 +200,12 @@ def calibrate_power_offsets(
     raw = jnp.zeros((n,), jnp.float32)
     state = optim.init(raw)
     losses, best = [], (np.inf, raw)
-    for _ in range(int(steps)):
+    for _ in range(int(steps) + 1):  # the last call only scores the last iterate
         new, state, loss = step(raw, state, dyn)
         losses.append(float(loss))  # the loss at ``raw``, before this step
         if losses[-1] < best[0]:
             best = (losses[-1], raw)
         raw = new
-    last = float(jax.jit(loss_fn)(raw, dyn))
-    losses.append(last)
-    if last < best[0]:
-        best = (last, raw)
     delta = offsets(best[1])
     final = eqx.tree_at(lambda p: p.power_offset_db, twin, base + delta)
     return CalibrationResult(

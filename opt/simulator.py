@@ -55,6 +55,7 @@ from dtwin.network import (
     Network,
     UEPopulation,
     cell_kpis,
+    check_candidates,
     link_terms,
     simulate_from_links,
 )
@@ -128,12 +129,7 @@ class SimulatorPredictor(eqx.Module):
         kpis: Sequence[str] = DEFAULT_KPIS,
         candidates: int | None = DEFAULT_CANDIDATES,
     ):
-        if candidates is not None and (
-            isinstance(candidates, bool) or not isinstance(candidates, int) or candidates < 1
-        ):
-            raise ValueError(
-                f"SimulatorPredictor: candidates must be a positive int or None, got {candidates!r}"
-            )
+        check_candidates("SimulatorPredictor", candidates)
         if isinstance(links, LinkChannel):
             links = _snapshot_link_terms(network, population, links)
         elif not isinstance(links, LinkTerms):

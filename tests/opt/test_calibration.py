@@ -63,6 +63,8 @@ def test_ue_share_names_bad_input():
         opt.cell_ue_share({k: v for k, v in good.items() if k != "active_ues"}, cur)
     with pytest.raises(ValueError, match="non-finite"):
         opt.cell_ue_share(dict(good, active_ues=np.array([1.0, np.nan, 1.0, 1.0])), cur)
+    with pytest.raises(ValueError, match=r"current_cm lacks \['cio_db'\]"):
+        opt.cell_ue_share(good, {k: v for k, v in cur.items() if k != "cio_db"})
     with pytest.raises(ValueError, match="every cell exactly once"):
         opt.cell_ue_share({k: v[:3] for k, v in good.items()}, cur)
     moved = dict(good, tilt_deg=good["tilt_deg"] + np.array([0.0, 1.0, 0.0, 1.0], np.float32))
