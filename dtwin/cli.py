@@ -436,6 +436,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         twin_steps=args.twin_steps,
         commercial_steps=args.commercial_steps,
         targets=_csv_list(args.targets),
+        cell_levels=args.cell_levels,
     )
     s2r, methods = _import_sim2real()
     method = cfg["method"]
@@ -484,6 +485,16 @@ def cmd_train(args: argparse.Namespace) -> int:
         "state_names": list(ref.state_names),
         "train_wall_time_s": wall,
     }
+    meta["cell_levels"] = None
+    if commercial is not None and cfg["cell_levels"]:  # each cell's persistent level
+        levels = s2r.fit_cell_levels(model, commercial)
+        levels.to_csv(out / "cell_levels.csv")
+        meta["cell_levels"] = "cell_levels.csv"
+        spread = ", ".join(
+            f"{t} {float(v):.3f}"
+            for t, v in zip(levels.target_names, levels.offset.std(axis=0), strict=True)
+        )
+        print(f"per-cell levels of {len(levels.cell_id)} cells (std, model domain: {spread})")
     s2r.save_checkpoint(out, 0, model, metadata=meta)
     (out / "model.json").write_text(json.dumps(meta, indent=2))
     print(f"trained {method} ensemble ({tconfig.n_models} members) in {wall:.1f} s -> {out}")
@@ -501,12 +512,47 @@ def _surrogate_predictor(ensemble, context):
     return ensemble_predictor(ensemble, context)
 
 
-def _cells_twin(cells, kpis, n_snapshots: int, seed: int, path):
+def _area_share_table(measurements, idx, where_of_file: dict[int, int]):
+    """The commercial rows of one area's cells as `opt.cell_ue_share`'s table (network order).
+
+    Only periods that report every cell of the area enter (a share needs the whole area);
+    returns ``(table, n_periods_used, n_periods_incomplete)``.
+    """
+    import numpy as np
+
+    if "active_ues" not in measurements.state:
+        raise CLIError(
+            f"{measurements.source}: --calibrate-cells needs an active_ues state column "
+            f"(state columns: {list(measurements.state)})"
+        )
+    in_area = np.isin(measurements.cell_index, idx)
+    period = measurements.period_index[in_area]
+    cell = np.array([where_of_file[int(c)] for c in measurements.cell_index[in_area]], np.int64)
+    per_period = np.bincount(period, minlength=len(measurements.periods))
+    complete = per_period == len(idx)
+    keep = complete[period]
+    table = {
+        "snapshot_id": period[keep],
+        "cell_id": cell[keep],
+        "active_ues": np.asarray(measurements.state["active_ues"], np.float64)[in_area][keep],
+        **{k: np.asarray(v, np.float64)[in_area][keep] for k, v in measurements.cm.items()},
+    }
+    used = int(np.sum(complete))
+    return table, used, int(np.sum((per_period > 0) & ~complete))
+
+
+def _cells_twin(cells, kpis, n_snapshots: int, seed: int, path, calibrate=None):
     """The twin of a cells file as one `opt` predictor over its cells (file order).
 
     One twin per area type (`dtwin.network_from_cells` on the file's own sites, boresights and
     heights; UE clustering as the twin data, `dtwin.DEFAULT_UE_CLUSTERING`), each simulated on
     ``n_snapshots`` snapshots of its own (`opt.twin_predictor`); areas do not interfere.
+
+    With ``calibrate`` (the commercial `sim2real.Measurements`), each area's twin gets per-cell
+    power offsets fitted so that it serves each cell's observed share of the area's UEs at the
+    CM in force (`opt.cell_ue_share`, `opt.calibrate_power_offsets`; periods reporting every
+    cell of the area); the fitted offsets are returned as a second value, ``{cell_id: (area,
+    offset_db, rmse_before, rmse_after)}``, else ``None``.
     """
     import equinox as eqx
     import jax
@@ -522,6 +568,7 @@ def _cells_twin(cells, kpis, n_snapshots: int, seed: int, path):
     cols = {k: np.asarray(getattr(cells, k)) for k in topo}
     pos = cells.index()
     parts = []
+    fitted: dict[int, tuple] | None = {} if calibrate is not None else None
     for i, (area, idx) in enumerate(cells_by_area(cols).items()):
         carriers = np.unique(np.asarray(cells.carrier_hz)[idx])
         bands = np.unique(np.asarray(cells.bandwidth_hz)[idx])
@@ -549,6 +596,8 @@ def _cells_twin(cells, kpis, n_snapshots: int, seed: int, path):
         )
         # the network orders cells site-major: the file position of each of its cells
         where = np.array([pos[int(c)] for c in user.cell_id], np.int32)
+        if calibrate is not None:
+            twin = _calibrate_area(twin, calibrate, area, where, cells, path, fitted)
         parts.append((twin, jnp.asarray(where)))
 
     class CellsTwin(eqx.Module):
@@ -562,7 +611,44 @@ def _cells_twin(cells, kpis, n_snapshots: int, seed: int, path):
                 mean = {k: mean[k].at[where].set(p.mean[k]) for k in kpis}
             return opt.Prediction.deterministic(mean)
 
-    return CellsTwin(parts, cells.n_cells)
+    twin = CellsTwin(parts, cells.n_cells)
+    return (twin, fitted) if calibrate is not None else twin
+
+
+def _calibrate_area(twin, measurements, area, where, cells, path, fitted):
+    """`_cells_twin`'s per-area calibration: the twin with fitted per-cell power offsets."""
+    import numpy as np
+
+    import opt
+
+    table, used, incomplete = _area_share_table(
+        measurements, where, {int(f): j for j, f in enumerate(where)}
+    )
+    current = {k: np.asarray(v, np.float64)[where] for k, v in cells.cm.items()}
+    if used == 0:
+        raise CLIError(
+            f"{measurements.source}: --calibrate-cells: no period reports every {area} cell "
+            f"({incomplete} incomplete period(s)); the UE share of a cell needs the whole area"
+        )
+    try:
+        log_share = opt.cell_ue_share(table, current)
+        res = opt.calibrate_power_offsets(twin, log_share, current)
+    except ValueError as e:
+        raise CLIError(f"{measurements.source} ({area} cells of {path}): {e}") from None
+    skipped = f", {incomplete} incomplete period(s) skipped" if incomplete else ""
+    print(
+        f"calibrated the {area} twin on {used} period(s){skipped}: log UE-share RMSE "
+        f"{res.rmse_before:.3f} -> {res.rmse_after:.3f}, offsets "
+        f"{float(np.min(res.offset_db)):+.1f} .. {float(np.max(res.offset_db)):+.1f} dB"
+    )
+    for j, f in enumerate(where):
+        fitted[int(cells.cell_id[f])] = (
+            area,
+            float(res.offset_db[j]),
+            res.rmse_before,
+            res.rmse_after,
+        )
+    return res.predictor
 
 
 def cmd_recommend(args: argparse.Namespace) -> int:
@@ -579,6 +665,7 @@ def cmd_recommend(args: argparse.Namespace) -> int:
         twin_anchor=args.twin_anchor,
         twin_snapshots=args.twin_snapshots,
         twin_std=args.twin_std,
+        calibrate_cells=args.calibrate_cells,
     )
     w = float(cfg["twin_anchor"])
     from opt.simulator import STD_MODES
@@ -589,6 +676,8 @@ def cmd_recommend(args: argparse.Namespace) -> int:
         raise CLIError(f"--twin-anchor must be in [0, 1] (1 = the surrogate alone), got {w}")
     if int(cfg["twin_snapshots"]) < 1:
         raise CLIError(f"--twin-snapshots must be >= 1, got {cfg['twin_snapshots']}")
+    if cfg["calibrate_cells"] and w >= 1.0:
+        raise CLIError("--calibrate-cells fits the twin of --twin-anchor < 1; it is 1 here")
     if cfg["objective"] not in OBJECTIVES:
         raise CLIError(f"unknown objective {cfg['objective']!r}; choose one of {list(OBJECTIVES)}")
     s2r, _ = _import_sim2real()
@@ -624,6 +713,15 @@ def cmd_recommend(args: argparse.Namespace) -> int:
         n_message=tc["n_message"],
     )
     ensemble = s2r.restore_checkpoint(model_dir, template).ensemble
+    if meta.get("cell_levels"):  # the per-cell levels `s2r train` read from its commercial data
+        try:
+            levels = s2r.CellLevels.from_csv(model_dir / meta["cell_levels"])
+            batch = levels.apply(batch)
+        except (OSError, ValueError) as e:
+            raise CLIError(f"{model_dir}: cell levels: {e}") from None
+        known = np.isin(np.asarray(batch.cell_id), np.asarray(levels.cell_id))
+        if not known.all():
+            print(f"note: {int(np.sum(~known))} cell(s) without a level from training (level 0)")
     n_ctx = min(int(cfg["context_periods"]), batch.n_snapshots)
     context = batch.take(np.arange(batch.n_snapshots - n_ctx, batch.n_snapshots))
     from opt.predictor import ensemble_predictor
@@ -634,7 +732,25 @@ def cmd_recommend(args: argparse.Namespace) -> int:
         from dtwin.schema import TARGET_COLUMNS
 
         kpis = tuple(k for k in batch.target_names if k in TARGET_COLUMNS)
-        twin = _cells_twin(cells, kpis, int(cfg["twin_snapshots"]), _seed(args), cfg["cells"])
+        calib = m if cfg["calibrate_cells"] else None
+        twin = _cells_twin(
+            cells, kpis, int(cfg["twin_snapshots"]), _seed(args), cfg["cells"], calibrate=calib
+        )
+        if calib is not None:
+            twin, fitted = twin
+            cal_path = Path(cfg["out"]).with_name(Path(cfg["out"]).stem + "_cell_calibration.csv")
+            ids = [int(c) for c in cells.cell_id]
+            _write_csv(
+                cal_path,
+                {
+                    "cell_id": np.asarray(ids),
+                    "area_type": np.asarray([fitted[c][0] for c in ids]),
+                    "power_offset_db": np.asarray([fitted[c][1] for c in ids]),
+                    "area_rmse_before": np.asarray([fitted[c][2] for c in ids]),
+                    "area_rmse_after": np.asarray([fitted[c][3] for c in ids]),
+                },
+            )
+            print(f"fitted per-cell twin power offsets -> {cal_path}")
         try:
             predictor = opt.AnchoredPredictor(predictor, twin, current, w, std_mode=cfg["twin_std"])
         except ValueError as e:  # e.g. "response" needs per-snapshot influences of one twin
@@ -806,6 +922,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--models", type=int, help="ensemble members")
     p.add_argument("--twin-steps", type=int, help="optimisation steps on twin data")
     p.add_argument("--commercial-steps", type=int, help="optimisation steps on commercial data")
+    p.add_argument(
+        "--cell-levels",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="read each cell's persistent level from the commercial data after training "
+        "(sim2real.fit_cell_levels; cell_levels.csv in the model directory)",
+    )
 
     p = add("recommend", cmd_recommend, "recommend CMs per cell with a trained model (CSV)")
     p.add_argument("--cells", help="cells.csv (topology + current CM)")
@@ -825,6 +948,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--twin-std",
         help="uncertainty of the anchored prediction: blend (default), surrogate or response "
         "(opt.AnchoredPredictor std_mode)",
+    )
+    p.add_argument(
+        "--calibrate-cells",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="fit the twin's per-cell power offsets to each cell's share of the area's "
+        "active_ues in the commercial data before anchoring (opt.calibrate_power_offsets)",
     )
 
     p = add("evaluate", cmd_evaluate, "run the evaluation experiments (tables and figures)")

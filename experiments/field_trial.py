@@ -32,6 +32,8 @@ suburban: UMa with few UEs; `dtwin.areas`):
      (``--calibrate-cells``): per-cell power offsets such that the twin serves the
      share of the area's UEs each cell serves in the commercial data (`opt.cell_ue_share`,
      `opt.calibrate_power_offsets`);
+     Every surrogate trained on commercial data carries each cell's persistent level read
+     from the area's commercial rows (``--cell-levels``, `sim2real.fit_cell_levels`);
    * ``sim2real`` (ablation): gradient search through the Sim2Real surrogate alone;
    * ``twin_calibrated`` (ablation): gradient search through that calibrated twin simulation
      alone, on its own level (no Sim2Real surrogate);
@@ -99,6 +101,7 @@ from experiments.pipeline import (
     ensemble_predictor,
     field_for_area,
     field_truth,
+    fit_levels,
     site_channels_for,
     train_all,
     twin_table,
@@ -142,6 +145,9 @@ with every other recommender)."""
 CALIBRATE_CELLS = False
 """Whether the method's twin simulation is calibrated to the commercial UE shares by default
 (``--calibrate-cells``; see the README's "Calibrating the twin's cells")."""
+CELL_LEVELS = True
+"""Whether the surrogates carry each cell's persistent level read from the area's commercial
+rows (`sim2real.fit_cell_levels`, as `s2r train` does; ``--no-cell-levels`` to leave it out)."""
 OPTIONAL_ABLATIONS: tuple[str, ...] = ("twin_calibrated",)
 """Parts of the method a run may leave out (not baselines either): ``twin_calibrated`` is the
 method's calibrated twin simulation searched alone, on its own level (no Sim2Real surrogate)."""
@@ -387,8 +393,12 @@ def run_area(area: str, args: argparse.Namespace, log=print) -> dict[str, Any]:
     times["train_s"] = time.perf_counter() - t
 
     n_ctx = min(args.context, cb.n_snapshots)
-    context = cb.take(np.arange(cb.n_snapshots - n_ctx, cb.n_snapshots))
-    predictors = {m: ensemble_predictor(models[m], context) for m in SURROGATES}
+    recent = np.arange(cb.n_snapshots - n_ctx, cb.n_snapshots)
+    levels = fit_levels(models, cb) if getattr(args, "cell_levels", CELL_LEVELS) else {}
+    predictors = {
+        m: ensemble_predictor(models[m], (levels[m].apply(cb) if m in levels else cb).take(recent))
+        for m in SURROGATES
+    }
     current = DEFAULT_CM_SCHEMA.default(field.n_cells)  # the CM in force in the commercial data
     # the twin itself as a predictor: its simulation on snapshots of its own (not the field's)
     at_twin = area_type(area).with_site_channel(site_twin).with_ue_clustering(clustering)
@@ -478,6 +488,9 @@ def run_area(area: str, args: argparse.Namespace, log=print) -> dict[str, Any]:
         "twin_ue_clustering": clustering,
         "ue_calibration": calibration,
         "cell_calibration": cell_calibration,
+        "cell_level_std": {
+            m: float(np.std(np.asarray(v.offset)[:, 0])) for m, v in levels.items()
+        },  # model domain (log) of the objective KPI
         "methods": {},
         "timings_s": times,
     }
@@ -712,6 +725,16 @@ def markdown(results: Mapping[str, Any]) -> str:
             )
             + ".",
         ]
+    stds = {a: r["cell_level_std"] for a, r in areas.items() if r.get("cell_level_std")}
+    if stds:
+        lines += [
+            "",
+            "Surrogates with each cell's persistent level from the area's commercial rows "
+            "(`sim2real.fit_cell_levels`); spread of the Sim2Real levels (std of log "
+            "throughput): "
+            + ", ".join(f"{a} {v.get('sim2real', float('nan')):.3f}" for a, v in stds.items())
+            + ".",
+        ]
     lines += ["", f"Size: `{results['size']}`. Synthetic stand-in, not a real network.", ""]
     return "\n".join(lines)
 
@@ -762,6 +785,7 @@ def summarise(
     anchor_std: str = ANCHOR_STD,
     kappa: float = 1.0,
     calibrate_cells: bool = CALIBRATE_CELLS,
+    cell_levels: bool = CELL_LEVELS,
 ) -> dict[str, Any]:
     """The trial's results from its per-area results (`run_area`): overall, summary, reference."""
     ov = overall(areas, methods)
@@ -774,6 +798,7 @@ def summarise(
         "anchor_std": anchor_std,
         "kappa": kappa,
         "calibrate_cells": calibrate_cells,
+        "cell_levels": cell_levels,
         "summary": {
             "before_mbps": s["before_mbps"],
             "after_mbps": s["after_mbps"],
@@ -823,6 +848,7 @@ def combine(paths, out: Path) -> dict[str, Any]:
                 "sites",
                 "search_keys",
                 "calibrate_cells",
+                "cell_levels",
             )
         }
         if first is None:
@@ -845,6 +871,7 @@ def combine(paths, out: Path) -> dict[str, Any]:
         anchor_std=key["anchor_std"] or "surrogate",  # runs before the option had only that
         kappa=1.0 if key["kappa"] is None else key["kappa"],
         calibrate_cells=bool(key["calibrate_cells"]),  # runs before the option: not calibrated
+        cell_levels=bool(key["cell_levels"]),  # runs before the option: no cell levels
         transfer_config=config_dict(
             TransferConfig(
                 n_models=cfg["members"],
@@ -933,6 +960,13 @@ def _parser() -> argparse.ArgumentParser:
         help="fit the method's twin simulation's per-cell power offsets to the area's commercial "
         "UE share per cell (opt.calibrate_power_offsets; default "
         f"{'on' if CALIBRATE_CELLS else 'off'}); off: the nominal twin, as twin_simulation",
+    )
+    ap.add_argument(
+        "--cell-levels",
+        action=argparse.BooleanOptionalAction,
+        default=CELL_LEVELS,
+        help="add each cell's persistent level read from the area's commercial rows to the "
+        f"surrogates (sim2real.fit_cell_levels; default {'on' if CELL_LEVELS else 'off'})",
     )
     ap.add_argument(
         "--search-keys",
@@ -1026,6 +1060,7 @@ def main(argv=None) -> dict[str, Any]:
         anchor_std=args.anchor_std,
         kappa=args.kappa,
         calibrate_cells=args.calibrate_cells,
+        cell_levels=args.cell_levels,
         transfer_config=config_dict(
             TransferConfig(
                 n_models=args.members,

@@ -40,10 +40,14 @@ def sweep_cms(n_cells: int, cell: int, param: str) -> dict[str, np.ndarray]:
     return cms
 
 
-def curves(ensembles, setup, cell: int, truth_snapshots: int, seed: int) -> dict[str, Any]:
-    """Predicted (mean, std) and true KPI of ``cell`` along each swept parameter."""
+def curves(
+    ensembles, setup, cell: int, truth_snapshots: int, seed: int, cell_levels=None
+) -> dict[str, Any]:
+    """Predicted (mean, std) and true KPI of ``cell`` along each swept parameter.
+
+    ``cell_levels``: method -> `sim2real.CellLevels` added to the context (`P.fit_levels`)."""
     target = P.DEFAULT_TARGETS[0]
-    context = setup["test_batch"]
+    levels = dict(cell_levels or {})
     out: dict[str, Any] = {}
     for param in SWEPT:
         cms = sweep_cms(setup["n_cells"], cell, param)
@@ -54,6 +58,8 @@ def curves(ensembles, setup, cell: int, truth_snapshots: int, seed: int) -> dict
             "methods": {},
         }
         for name, ens in ensembles.items():
+            context = setup["test_batch"]
+            context = levels[name].apply(context) if name in levels else context
             pred = P.ensemble_predictor(ens, context)
             fn = jax.jit(jax.vmap(lambda c: pred(c)))  # noqa: B023
             res = fn({k: jnp.asarray(v) for k, v in cms.items()})
@@ -137,7 +143,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         comm_batch,
         T.transfer_config(args),
     )
-    res = curves(ens, setup, args.cell, args.truth_snapshots, args.seed + 5)
+    levels = P.fit_levels(ens, comm_batch) if args.cell_levels else {}
+    res = curves(ens, setup, args.cell, args.truth_snapshots, args.seed + 5, levels)
     plot(res, out / "figure4.png", args.cell)
     config = {**vars(args), "transfer": P.config_dict(T.transfer_config(args))}
     write_result(

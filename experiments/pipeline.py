@@ -485,6 +485,16 @@ def train_all(
     return out
 
 
+def fit_levels(ensembles: Mapping[str, Any], commercial_batch: GraphBatch) -> dict[str, Any]:
+    """Per-cell levels (`sim2real.fit_cell_levels`) of every method trained on commercial data
+    (all but ``twin_only``), read from ``commercial_batch`` (the training rows)."""
+    from sim2real import fit_cell_levels
+
+    return {
+        m: fit_cell_levels(e, commercial_batch) for m, e in ensembles.items() if m != "twin_only"
+    }
+
+
 # --------------------------------------------------------------------------- 5. field truth
 @eqx.filter_jit
 def _truth(key, field, cm, n_snapshots):
@@ -597,8 +607,12 @@ def evaluate_methods(
     in_range_truth: Mapping[str, np.ndarray] | None = None,
     target: str = DEFAULT_TARGETS[0],
     context_snapshots: int = 64,
+    cell_levels: Mapping[str, Any] | None = None,
 ) -> dict[str, dict[str, float]]:
     """The Table 1 metrics of every trained ensemble.
+
+    ``cell_levels`` (method -> `sim2real.CellLevels`, from `fit_levels`): each method's
+    per-cell levels, added to the test rows and the context before it predicts.
 
     * in range: MAPE / MAE (%, KPI unit) of the predictive mean on held-out commercial periods
       (``test_batch``, narrow CMs as in training);
@@ -616,7 +630,7 @@ def evaluate_methods(
     j = test_batch.target_names.index(target)
     true_t = np.asarray(test_batch.targets[..., j])
     mask = np.asarray(test_batch.mask)
-    context = test_batch.take(np.arange(min(context_snapshots, test_batch.n_snapshots)))
+    levels = dict(cell_levels or {})
     true_c = np.asarray(truth[target])
     ok = np.isfinite(true_c)
     out: dict[str, dict[str, float]] = {}
@@ -629,7 +643,9 @@ def evaluate_methods(
         return (float(mape(pred, np.where(m, t, 1.0), m)), float(mae(pred, np.where(m, t, 0.0), m)))
 
     for name, ens in ensembles.items():
-        mean, _ = predict(ens, test_batch)
+        tb = levels[name].apply(test_batch) if name in levels else test_batch
+        context = tb.take(np.arange(min(context_snapshots, tb.n_snapshots)))
+        mean, _ = predict(ens, tb)
         pred_t = np.asarray(mean[..., j])
         pred_c = predict_candidates(ensemble_predictor(ens, context), cms)[target]
         rf = response_fidelity(

@@ -79,6 +79,13 @@ def add_common_flags(ap: argparse.ArgumentParser, *, twin: int, commercial: int)
         help="calibrate the twin's UE clustering to the commercial mean SINR at the default CM "
         "(experiments.pipeline.calibrate_ue_clustering) before generating the twin data",
     )
+    ap.add_argument(
+        "--cell-levels",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="add each cell's persistent level read from the commercial training rows "
+        "(sim2real.fit_cell_levels) to every method trained on commercial data",
+    )
     ap.add_argument("--small", action="store_true", help="CI size (about a minute)")
     ap.add_argument("--out", default="results", help="output directory")
     ap.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -223,8 +230,10 @@ def run_methods(args, setup, commercial_cols, methods, key, pretrained=None) -> 
     ens = P.train_all(
         methods, key, setup["twin_batch"], comm_batch, transfer_config(args), pretrained=pretrained
     )
+    levels = P.fit_levels(ens, comm_batch) if getattr(args, "cell_levels", False) else {}
     metrics = P.evaluate_methods(
         ens,
+        cell_levels=levels,
         test_batch=setup["test_batch"],
         cms=setup["cms"],
         truth=setup["truth"],
@@ -233,6 +242,7 @@ def run_methods(args, setup, commercial_cols, methods, key, pretrained=None) -> 
     )
     if getattr(args, "anchored", False) and "sim2real" in ens:
         tb = setup["test_batch"]
+        tb = levels["sim2real"].apply(tb) if "sim2real" in levels else tb
         context = tb.take(np.arange(min(64, tb.n_snapshots)))  # as evaluate_methods
         metrics.update(
             P.evaluate_predictors(

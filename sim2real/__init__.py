@@ -10,12 +10,14 @@ Public API (see the submodules):
   `env_filter`, `response_filter`, `predict_kpis`, `apply_parts`, `make_ensemble`, `predict`.
 * transfer: `fit`, `METHODS`, `TransferConfig`, `pretrain_twin`, `train_ensemble`,
   `fit_response_gain`.
+* cell levels: `fit_cell_levels`, `CellLevels` (each cell's persistent level from commercial data).
 * metrics: `mape`, `mae`, `spearman`, `response_fidelity`, `auc`, `domain_similarity_pct`.
 * checkpoint: `save_checkpoint`, `restore_checkpoint`, `latest_step`.
 """
 
 from pathlib import Path
 
+from .cell_levels import CellLevels, fit_cell_levels
 from .checkpoint import Checkpoint, latest_step, restore_checkpoint, save_checkpoint
 from .data import (
     AREA_TYPES,
@@ -74,6 +76,7 @@ __all__ = [
     "DEMO_CELLS",
     "METHODS",
     "Cells",
+    "CellLevels",
     "Checkpoint",
     "ColumnRoles",
     "DataError",
@@ -93,6 +96,7 @@ __all__ = [
     "domain_similarity_pct",
     "env_filter",
     "fit",
+    "fit_cell_levels",
     "init_surrogate",
     "is_log_target",
     "latest_step",

@@ -311,3 +311,70 @@ def test_cells_twin_maps_each_area_to_file_order():
         where = [int(np.flatnonzero(cells.cell_id == c)[0]) for c in user.cell_id]
         ref = np.asarray(call(ref_twin, {n: jnp.asarray(v[where]) for n, v in cm.items()}))
         np.testing.assert_allclose(got[where], ref, rtol=1e-5)
+
+
+def test_area_share_table_keeps_complete_periods_only():
+    """`s2r recommend --calibrate-cells`' table of one area: network order, complete periods."""
+    from types import SimpleNamespace
+
+    # file cells 0..3; the area holds file cells 3 and 1 (network order: 3 first, then 1)
+    m = SimpleNamespace(
+        source="m.csv",
+        periods=np.array([10, 11, 12]),
+        period_index=np.array([0, 0, 0, 1, 1, 2, 2, 2]),
+        cell_index=np.array([1, 3, 0, 1, 0, 3, 1, 2]),
+        state={"active_ues": np.array([5.0, 7.0, 1.0, 2.0, 1.0, 9.0, 4.0, 1.0])},
+        cm={"tilt_deg": np.array([6.0, 7.0, 6.0, 6.0, 6.0, 7.0, 5.0, 6.0])},
+    )
+    table, used, incomplete = cli._area_share_table(m, np.array([3, 1]), {3: 0, 1: 1})
+    assert (used, incomplete) == (2, 1)  # period 11 lacks file cell 3
+    assert table["snapshot_id"].tolist() == [0, 0, 2, 2]
+    assert table["cell_id"].tolist() == [1, 0, 0, 1]
+    assert table["active_ues"].tolist() == [5.0, 7.0, 9.0, 4.0]
+    assert table["tilt_deg"].tolist() == [6.0, 7.0, 7.0, 5.0]
+    m.state = {"offered_load_mbps": m.state["active_ues"]}
+    with pytest.raises(cli.CLIError, match="active_ues"):
+        cli._area_share_table(m, np.array([3, 1]), {3: 0, 1: 1})
+
+
+def test_recommend_calibrate_cells_end_to_end(tmp_path, capsys):
+    """field -> train -> ``recommend --calibrate-cells``: per-cell offsets of the twin, zero mean
+    per area, a smaller share error than the uncalibrated twin; recommendations in bounds."""
+    import csv
+
+    from dtwin.cm import DEFAULT_CM_SCHEMA
+
+    data, model = tmp_path / "field", tmp_path / "model"
+    common = ["--quiet", "--seed", "3"]
+    field = ["field", "--out", str(data), "--area", "urban", "--sites", "1", "--periods", "6"]
+    assert cli.main(field + common) == 0
+    cells, comm = str(data / "cells.csv"), str(data / "commercial.parquet")
+    train = ["train", "--method", "commercial_only", "--commercial", comm, "--cells", cells]
+    train += ["--out", str(model), "--models", "1", "--commercial-steps", "3"]
+    assert cli.main(train + common) == 0
+    with open(model / "cell_levels.csv") as f:  # each cell's level from the commercial rows
+        levels = list(csv.DictReader(f))
+    with open(cells) as f:
+        ids = [r["cell_id"] for r in csv.DictReader(f)]
+    assert sorted(r["cell_id"] for r in levels) == sorted(ids)
+    assert all(int(r["n_rows"]) == 6 for r in levels)
+    rec = tmp_path / "rec.csv"
+    argv = ["recommend", "--cells", cells, "--commercial", comm, "--model", str(model)]
+    argv += ["--out", str(rec), "--twin-snapshots", "2"]
+    _fails(argv + ["--calibrate-cells", "--twin-anchor", "1"], capsys, "--calibrate-cells")
+    assert cli.main(argv + ["--calibrate-cells"] + common) == 0
+    out = capsys.readouterr().out
+    assert "calibrated the urban twin on 6 period(s)" in out, out
+    with open(tmp_path / "rec_cell_calibration.csv") as f:
+        cal = list(csv.DictReader(f))
+    assert [r["cell_id"] for r in cal] == ids
+    off = np.array([float(r["power_offset_db"]) for r in cal])
+    assert np.all(np.isfinite(off)) and abs(off.mean()) < 1e-4 and np.all(np.abs(off) <= 10)
+    before, after = float(cal[0]["area_rmse_before"]), float(cal[0]["area_rmse_after"])
+    assert after <= before
+    with open(rec) as f:
+        rows = list(csv.DictReader(f))
+    assert [r["cell_id"] for r in rows] == ids
+    for p in DEFAULT_CM_SCHEMA.params:
+        v = np.array([float(r[f"{p.name}_recommended"]) for r in rows])
+        assert np.all((v >= p.low - 1e-6) & (v <= p.high + 1e-6)), p.name
