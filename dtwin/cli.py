@@ -522,8 +522,8 @@ def _area_share_table(measurements, idx, where_of_file: dict[int, int]):
 
     if "active_ues" not in measurements.state:
         raise CLIError(
-            f"{measurements.source}: --calibrate-cells needs an active_ues state column "
-            f"(state columns: {list(measurements.state)})"
+            f"{measurements.source}: --calibrate-cells needs active_ues among the model's state "
+            f"columns (it has {list(measurements.state)}); train with it in [train] state"
         )
     in_area = np.isin(measurements.cell_index, idx)
     period = measurements.period_index[in_area]
@@ -539,6 +539,18 @@ def _area_share_table(measurements, idx, where_of_file: dict[int, int]):
     }
     used = int(np.sum(complete))
     return table, used, int(np.sum((per_period > 0) & ~complete))
+
+
+def _most_missing(measurements, idx, cell_ids, top: int = 5) -> str:
+    """The cells of ``idx`` (file positions) absent from the most periods, for error messages."""
+    import numpy as np
+
+    n_periods = len(measurements.periods)
+    seen = np.zeros(len(cell_ids), np.int64)
+    np.add.at(seen, measurements.cell_index, 1)
+    missing = {int(cell_ids[i]): n_periods - int(seen[i]) for i in idx}
+    worst = sorted(missing.items(), key=lambda kv: -kv[1])[:top]
+    return ", ".join(f"cell {c} in {k} of {n_periods}" for c, k in worst if k > 0)
 
 
 def _cells_twin(cells, kpis, n_snapshots: int, seed: int, path, calibrate=None):
@@ -628,10 +640,12 @@ def _calibrate_area(twin, measurements, area, where, cells, path, fitted):
     if used == 0:
         raise CLIError(
             f"{measurements.source}: --calibrate-cells: no period reports every {area} cell "
-            f"({incomplete} incomplete period(s)); the UE share of a cell needs the whole area"
+            f"({incomplete} incomplete period(s); missing most: "
+            f"{_most_missing(measurements, where, cells.cell_id)}); the UE share of a cell "
+            "needs the whole area"
         )
     try:
-        log_share = opt.cell_ue_share(table, current)
+        log_share = opt.cell_ue_share(table, current, labels=np.asarray(cells.cell_id)[where])
         res = opt.calibrate_power_offsets(twin, log_share, current)
     except ValueError as e:
         raise CLIError(f"{measurements.source} ({area} cells of {path}): {e}") from None

@@ -230,7 +230,7 @@ def run_methods(args, setup, commercial_cols, methods, key, pretrained=None) -> 
     ens = P.train_all(
         methods, key, setup["twin_batch"], comm_batch, transfer_config(args), pretrained=pretrained
     )
-    levels = P.fit_levels(ens, comm_batch) if getattr(args, "cell_levels", False) else {}
+    levels = P.fit_levels(ens, comm_batch) if getattr(args, "cell_levels", True) else {}
     metrics = P.evaluate_methods(
         ens,
         cell_levels=levels,

@@ -43,6 +43,7 @@ def cell_ue_share(
     current_cm: Mapping[str, Any],
     *,
     schema: CMSchema = DEFAULT_CM_SCHEMA,
+    labels: Any | None = None,
 ) -> Float[np.ndarray, " cells"]:
     """Log of each cell's share of the area's served UEs, at the CM in force, from counters.
 
@@ -54,6 +55,8 @@ def cell_ue_share(
         table: commercial rows (columnar), with ``snapshot_id``, ``cell_id``, ``active_ues``
             and the schema's CM columns; every period must report every cell ``0..n-1``.
         current_cm: the CM in force per cell (schema units), ``[cells]`` each.
+        labels: optional ``[cells]`` names of the cells (e.g. the operator's cell ids) that
+            error messages use instead of the positions ``0..n-1``.
 
     Raises:
         ValueError: on a missing column or CM parameter, a non-finite or negative
@@ -95,14 +98,21 @@ def cell_ue_share(
     never = np.flatnonzero(~at_cm.any(axis=0))
     if never.size:
         raise ValueError(
-            f"cell_ue_share: cell(s) {never.tolist()} never ran the CM in force in a period "
+            f"cell_ue_share: cell(s) {_named(never, labels)} never ran the CM in force in a period "
             "with served UEs"
         )
     mean = np.sum(share * at_cm, axis=0) / np.sum(at_cm, axis=0)
     if np.any(mean <= 0):
-        zero = np.flatnonzero(mean <= 0).tolist()
+        zero = _named(np.flatnonzero(mean <= 0), labels)
         raise ValueError(f"cell_ue_share: cell(s) {zero} served no UE at the CM in force")
     return np.log(mean).astype(np.float32)
+
+
+def _named(positions: np.ndarray, labels: Any | None) -> list:
+    """Cell positions as the caller's labels (``cell_id``) where given."""
+    if labels is None:
+        return positions.tolist()
+    return np.asarray(labels)[positions].tolist()
 
 
 @dataclasses.dataclass(frozen=True)

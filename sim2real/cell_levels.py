@@ -16,7 +16,11 @@ true cell means (the variance of the observed means less their sampling variance
 ``s_c^2 / n_c`` the sampling variance of cell ``c``'s mean: a cell with few rows or a network
 whose cells do not differ keeps (almost) the common level. `CellLevels.apply` adds the levels
 to a batch's ``prior`` (the model-domain term every prediction adds, `sim2real.Surrogate`),
-matching cells by ``cell_id``; cells it does not know get 0. The surrogate itself is not
+matching cells by ``cell_id``; a cell it does not know gets the common level (the row-weighted
+mean residual of all cells). The rows of one cell are treated as independent, which they are
+not quite (hour of day, and they are the rows the model was trained on): with hundreds of rows
+per cell there is then almost no shrinkage, which is the intent -- it matters for cells with a
+handful of rows. The surrogate itself is not
 touched, so its CM response -- the twin's, for Sim2Real -- stays exactly as trained: the level
 is an environment quantity, learned from commercial data only, as the Sim2Real split demands.
 """
@@ -44,26 +48,38 @@ class CellLevels(eqx.Module):
         offset: ``[n, n_targets]`` model-domain level per cell (a log-ratio for log targets:
             ``0.1`` is +10.5 %).
         n_rows: ``[n]`` commercial rows each level was read from.
+        common: ``[n_targets]`` the level of a cell not in ``cell_id`` (all cells' mean).
         target_names: target per column of ``offset`` (static).
     """
 
     cell_id: Int[Array, " n"]
     offset: Float[Array, "n n_targets"]
     n_rows: Int[Array, " n"]
+    common: Float[Array, " n_targets"]
     target_names: tuple[str, ...] = eqx.field(static=True)
 
     def __check_init__(self):
         ids = np.asarray(self.cell_id)
-        if ids.ndim != 1 or len(np.unique(ids)) != len(ids):
-            raise ValueError("CellLevels: cell_id must be 1-D and unique")
-        if tuple(np.shape(self.offset)) != (len(ids), len(self.target_names)):
+        if ids.ndim != 1 or ids.size == 0:
+            raise ValueError(f"CellLevels: cell_id must be 1-D and non-empty, got {ids.shape}")
+        uniq, counts = np.unique(ids, return_counts=True)
+        if np.any(counts > 1):
+            raise ValueError(f"CellLevels: duplicate cell_id(s) {uniq[counts > 1][:5].tolist()}")
+        nt = len(self.target_names)
+        if tuple(np.shape(self.offset)) != (len(ids), nt) or np.shape(self.common) != (nt,):
             raise ValueError(
-                f"CellLevels: offset must be [cells, targets] = [{len(ids)}, "
-                f"{len(self.target_names)}], got {tuple(np.shape(self.offset))}"
+                f"CellLevels: offset must be [cells, targets] = [{len(ids)}, {nt}] and common "
+                f"[{nt}], got {tuple(np.shape(self.offset))} and {tuple(np.shape(self.common))}"
+            )
+        bad = ~np.isfinite(np.asarray(self.offset)).all(axis=1)
+        if bad.any() or not np.isfinite(np.asarray(self.common)).all():
+            raise ValueError(
+                f"CellLevels: non-finite level for cell_id(s) {ids[bad][:5].tolist()} or in common"
             )
 
     def for_batch(self, batch: GraphBatch) -> Float[np.ndarray, "cells n_targets"]:
-        """The level of each of ``batch``'s cells (0 for cells not fitted), ``[cells, targets]``."""
+        """The level of each of ``batch``'s cells (``common`` for cells not fitted),
+        ``[cells, targets]``."""
         if tuple(batch.target_names) != tuple(self.target_names):
             raise ValueError(
                 f"CellLevels: fitted for targets {list(self.target_names)}, the batch holds "
@@ -75,7 +91,7 @@ class CellLevels(eqx.Module):
         pos = np.clip(np.searchsorted(ids[order], want), 0, len(ids) - 1)
         known = ids[order][pos] == want
         off = np.asarray(self.offset)[order][pos]
-        return np.where(known[:, None], off, 0.0).astype(np.float32)
+        return np.where(known[:, None], off, np.asarray(self.common)[None]).astype(np.float32)
 
     def apply(self, batch: GraphBatch) -> GraphBatch:
         """``batch`` with each cell's level added to its ``prior`` (every snapshot)."""
@@ -83,20 +99,22 @@ class CellLevels(eqx.Module):
         return eqx.tree_at(lambda b: b.prior, batch, batch.prior + add[None])
 
     def to_csv(self, path: str | Path) -> Path:
-        """Write ``cell_id, n_rows, level_<target>...`` (model domain) to a CSV file."""
+        """Write ``cell_id, n_rows, level_<target>...`` (model domain) to a CSV file; the first
+        row, ``cell_id`` ``common``, holds the level of cells not listed."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        off = np.asarray(self.offset)
+        ids, n, off = (np.asarray(x) for x in (self.cell_id, self.n_rows, self.offset))
         with open(path, "w", newline="") as f:
             w = csv.writer(f)
             w.writerow(["cell_id", "n_rows", *[f"level_{t}" for t in self.target_names]])
-            for i, c in enumerate(np.asarray(self.cell_id)):
-                w.writerow([int(c), int(self.n_rows[i]), *[float(v) for v in off[i]]])
+            w.writerow([_COMMON, int(n.sum()), *[float(v) for v in np.asarray(self.common)]])
+            for c, k, row in zip(ids.tolist(), n.tolist(), off.tolist(), strict=True):
+                w.writerow([c, k, *row])
         return path
 
     @classmethod
     def from_csv(cls, path: str | Path) -> CellLevels:
-        """Read a file written by `to_csv`; a wrong header names the file and column."""
+        """Read a file written by `to_csv`; every problem names the file (and line)."""
         path = Path(path)
         with open(path, newline="") as f:
             rows = list(csv.reader(f))
@@ -105,15 +123,30 @@ class CellLevels(eqx.Module):
         bad = [c for c in rows[0][2:] if not c.startswith("level_")]
         if bad:
             raise ValueError(f"{path}: column(s) {bad} are not 'level_<target>'")
-        body = rows[1:]
-        try:
-            ids = np.array([int(r[0]) for r in body], np.int64)
-            n = np.array([int(r[1]) for r in body], np.int32)
-            off = np.array([[float(v) for v in r[2:]] for r in body], np.float32)
-        except (ValueError, IndexError) as e:
-            raise ValueError(f"{path}: unreadable row ({e})") from None
         names = tuple(c[len("level_") :] for c in rows[0][2:])
-        return cls(jnp.asarray(ids), jnp.asarray(off.reshape(len(body), len(names))), n, names)
+        if len(rows) < 3 or rows[1][:1] != [_COMMON]:
+            raise ValueError(f"{path}: expected a '{_COMMON}' row on line 2 and one row per cell")
+        vals = []
+        for line, r in enumerate(rows[1:], start=2):
+            if len(r) != 2 + len(names):
+                raise ValueError(f"{path}, line {line}: {len(r)} fields, expected {2 + len(names)}")
+            try:
+                vals.append((r[0], int(r[1]), [float(v) for v in r[2:]]))
+                if line > 2:
+                    int(r[0])
+            except ValueError as e:
+                raise ValueError(f"{path}, line {line}: {e}") from None
+        ids = np.array([int(v[0]) for v in vals[1:]], np.int64)
+        n = np.array([v[1] for v in vals[1:]], np.int32)
+        off = np.array([v[2] for v in vals[1:]], np.float32)
+        try:
+            return cls(jnp.asarray(ids), jnp.asarray(off), n, jnp.asarray(vals[0][2]), names)
+        except ValueError as e:
+            raise ValueError(f"{path}: {e}") from None
+
+
+_COMMON = "common"
+"""`CellLevels.to_csv`'s ``cell_id`` of the row holding the common level."""
 
 
 def _ensemble_apply(ensemble: Surrogate, batch: GraphBatch) -> Array:
@@ -145,7 +178,7 @@ def fit_cell_levels(
 
     Returns:
         `CellLevels` for every cell of ``data`` with at least one row (``n_rows`` > 0); a cell
-        without rows gets no entry (and so 0 wherever applied).
+        without rows gets no entry (and so the common level wherever applied).
 
     Raises:
         ValueError: if ``data`` holds no row or a target is non-finite on an unmasked row.
@@ -164,19 +197,21 @@ def fit_cell_levels(
         resid.append(
             np.asarray(to_model_domain(b.targets, b.log_targets) - _ensemble_apply(ensemble, b))
         )
-    r = np.concatenate(resid).astype(np.float64)  # [snapshots, cells, targets]
     w = mask[..., None].astype(np.float64)
+    r = np.where(w > 0, np.concatenate(resid).astype(np.float64), 0.0)  # [snap, cells, tgt]
     n = mask.sum(axis=0)  # rows per cell
     has = n > 0
     nn = np.maximum(n, 1)[:, None]
     mean = (w * r).sum(axis=0) / nn  # [cells, targets]
+    grand = np.sum((mean * n[:, None])[has], axis=0) / np.sum(n[has])
     if shrink:
         var = (w * (r - mean[None]) ** 2).sum(axis=0) / np.maximum(n - 1, 1)[:, None]
         s2 = np.sum(var[has] * (n[has, None] - 1), axis=0) / max(int(np.sum(n[has] - 1)), 1)
         se2 = s2[None] / nn  # sampling variance of each cell's mean (pooled within variance)
-        grand = np.sum((mean * n[:, None])[has], axis=0) / np.sum(n[has])
-        tau2 = np.maximum(
-            np.mean((mean[has] - grand) ** 2, axis=0) - np.mean(se2[has], axis=0), 0.0
+        k = int(np.sum(has))
+        tau2 = np.maximum(  # method of moments: E sum (m - mbar)^2 / (K - 1) = tau2 + se2
+            np.sum((mean[has] - grand) ** 2, axis=0) / max(k - 1, 1) - np.mean(se2[has], axis=0),
+            0.0,
         )
         den = tau2[None] + se2
         ok = (tau2[None] > 0) & (den > 0)
@@ -189,6 +224,7 @@ def fit_cell_levels(
         jnp.asarray(ids),
         jnp.asarray(mean[has].astype(np.float32)),
         jnp.asarray(n[has].astype(np.int32)),
+        jnp.asarray(grand.astype(np.float32)),
         tuple(data.target_names),
     )
 

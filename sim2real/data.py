@@ -404,6 +404,12 @@ def load_cells(
             )
         area[i] = a
         cid = int(ints["cell_id"][i])
+        if not -(2**31) <= cid < 2**31:
+            raise DataError(
+                f"{_where(table, i, 'cell_id')}: cell_id {cid} is outside the int32 range the "
+                "surrogate holds cell ids in; renumber the cells (e.g. 1..n) in the cells file "
+                "and the measurements"
+            )
         if cid in seen:
             raise DataError(
                 f"{_where(table, i, 'cell_id')}: duplicate cell_id {cid} "

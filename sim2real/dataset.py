@@ -41,6 +41,10 @@ def is_log_target(name: str) -> bool:
     return unit in ("Mbps", "MB")
 
 
+_INT32_MIN, _INT32_MAX = -(2**31), 2**31 - 1
+"""Range of cell ids a `GraphBatch` holds (``int32``: JAX without x64)."""
+
+
 class GraphBatch(eqx.Module):
     """A data set as dense ``[snapshots, cells, ...]`` arrays plus the static graph.
 
@@ -214,6 +218,13 @@ def batch_from_arrays(
         if priors and t in priors:
             p = np.asarray(priors[t], np.float64)
             prior[..., j] = np.log(np.maximum(p, LOG_FLOOR)) if log_targets[j] else p
+    ids = np.arange(n_cells) if cell_id is None else np.asarray(cell_id, np.int64)
+    big = ids[(ids < _INT32_MIN) | (ids > _INT32_MAX)]
+    if big.size:
+        raise ValueError(
+            f"batch_from_arrays: cell_id(s) {big[:5].tolist()} outside the int32 range the "
+            "batch holds cell ids in; renumber the cells (e.g. 1..n)"
+        )
     m3 = mask_arr[..., None]
     return GraphBatch(
         state=jnp.asarray(np.where(m3, state_arr, 0.0), jnp.float32),
@@ -223,7 +234,7 @@ def batch_from_arrays(
         prior=jnp.asarray(np.where(m3, prior, 0.0), jnp.float32),
         static=jnp.asarray(static_features(area_type, height_m), jnp.float32),
         graph=graph,
-        cell_id=jnp.asarray(np.arange(n_cells) if cell_id is None else cell_id, jnp.int32),
+        cell_id=jnp.asarray(ids, jnp.int32),
         cm_ref_unit=jnp.asarray(cm_ref, jnp.float32),
         state_names=tuple(n for n, _ in state_cols),
         cm_names=cm_names,

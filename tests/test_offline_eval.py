@@ -240,6 +240,35 @@ def test_evaluate_predictors_matches_evaluate_methods(ensemble_and_batch):
     assert np.isnan(p["in_range_mape_pct"])
 
 
+def test_fit_levels_and_evaluate_methods_with_levels(ensemble_and_batch):
+    """`fit_levels` reads levels for every method but twin-only; `evaluate_methods` applies
+    each method's own: on targets that are the ensemble's prediction times exp(level_c), the
+    in-range error with levels is ~0 (without: the levels' size), out-of-range predictions
+    scale by exp(level_c) and the ranking metrics do not move."""
+    import dataclasses
+
+    from sim2real.surrogate import apply
+
+    _, b = ensemble_and_batch
+    ens = make_ensemble(jax.random.PRNGKey(1), 1, b, embed=4, hidden=8, depth=1, n_message=4)
+    z = np.asarray(eqx.filter_vmap(lambda m: apply(m, b))(ens)[0])  # one member: mean = exp(z)
+    lv = np.array([0.3, -0.2, 0.1])
+    data = dataclasses.replace(b, targets=jnp.asarray(np.exp(z + lv[None, :, None]), jnp.float32))
+    levels = P.fit_levels({"twin_only": ens, "m": ens}, data)
+    assert set(levels) == {"m"}
+    np.testing.assert_allclose(np.asarray(levels["m"].offset)[:, 0], lv, atol=1e-4)
+    cms = {k: np.stack([np.asarray(v)] * 3) for k, v in DEFAULT_CM_SCHEMA.default(N_CELLS).items()}
+    cms["tilt_deg"] = cms["tilt_deg"] + np.array([0.0, 3.0, -3.0])[:, None]
+    truth = {"dl_throughput_mbps": np.random.default_rng(2).uniform(20.0, 200.0, (3, N_CELLS))}
+    kw = dict(test_batch=data, cms=cms, truth=truth)
+    plain = P.evaluate_methods({"m": ens}, **kw)["m"]
+    leveled = P.evaluate_methods({"m": ens}, cell_levels=levels, **kw)["m"]
+    assert leveled["in_range_mape_pct"] < 0.05 and plain["in_range_mape_pct"] > 10.0
+    for k in ("response_spearman", "response_sign_accuracy"):
+        assert leveled[k] == pytest.approx(plain[k])
+    assert leveled["out_of_range_mae"] != pytest.approx(plain["out_of_range_mae"])
+
+
 def test_train_all_rejects_unknown_method(ensemble_and_batch):
     _, b = ensemble_and_batch
     from sim2real import TransferConfig

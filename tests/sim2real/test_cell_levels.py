@@ -81,12 +81,13 @@ def test_apply_matches_cells_by_id_and_zeroes_the_residual(setup):
     lv = fit_cell_levels(ens, data, shrink=False)
     zz = np.asarray(jnp.mean(eqx.filter_vmap(lambda m: apply(m, lv.apply(data)))(ens), axis=0))
     np.testing.assert_allclose(zz, np.log(np.asarray(data.targets)), atol=3e-4)
-    rev = CellLevels(lv.cell_id[::-1], lv.offset[::-1], lv.n_rows[::-1], lv.target_names)
+    rev = CellLevels(lv.cell_id[::-1], lv.offset[::-1], lv.n_rows[::-1], lv.common, lv.target_names)
     np.testing.assert_allclose(rev.for_batch(batch), lv.for_batch(batch), atol=0)
-    part = CellLevels(lv.cell_id[:3], lv.offset[:3], lv.n_rows[:3], lv.target_names)
+    common = jnp.array([0.25])
+    part = CellLevels(lv.cell_id[:3], lv.offset[:3], lv.n_rows[:3], common, lv.target_names)
     got = part.for_batch(batch)
     np.testing.assert_allclose(got[:3], np.asarray(lv.offset)[:3])
-    assert np.all(got[3:] == 0.0)
+    assert np.all(got[3:] == 0.25)  # cells it does not know: the common level
     mean0, _ = predict(ens, batch)
     mean1, _ = predict(ens, part.apply(batch))
     np.testing.assert_allclose(
@@ -94,21 +95,61 @@ def test_apply_matches_cells_by_id_and_zeroes_the_residual(setup):
     )
 
 
+def test_cells_without_rows_get_the_common_level(setup):
+    """A cell with no row has no entry and gets the row-weighted mean residual; a cell with one
+    row is shrunk (nearly) to it, one with many rows keeps its own level."""
+    batch, ens, z = setup
+    rng = np.random.default_rng(5)
+    true = rng.normal(0.0, 0.3, batch.n_cells)
+    mask = np.ones((batch.n_snapshots, batch.n_cells), bool)
+    mask[:, 0] = False  # cell 0: no row
+    mask[1:, 1] = False  # cell 1: one row
+    data = dataclasses.replace(
+        _with_targets(batch, z + true[None, :, None] + rng.normal(0, 0.2, z.shape)),
+        mask=jnp.asarray(mask),
+    )
+    lv = fit_cell_levels(ens, data)
+    ids = np.asarray(batch.cell_id)
+    assert ids[0] not in np.asarray(lv.cell_id) and len(lv.cell_id) == batch.n_cells - 1
+    m = np.asarray(data.mask)
+    resid = (np.log(np.asarray(data.targets)) - z)[..., 0]
+    grand = resid[m].mean()  # every row weighted alike
+    np.testing.assert_allclose(float(lv.common[0]), grand, atol=1e-5)
+    got = lv.for_batch(batch)[:, 0]
+    assert got[0] == pytest.approx(grand, abs=1e-5)
+    raw = fit_cell_levels(ens, data, shrink=False).for_batch(batch)[:, 0]
+    f1, f5 = ((got[c] - grand) / (raw[c] - grand) for c in (1, 5))  # kept share of the raw
+    assert 0.0 < f1 < f5 <= 1.0 and f5 > 0.95, (f1, f5)  # one row: pulled; 16 rows: kept
+
+
 def test_csv_round_trip_and_bad_input(setup, tmp_path):
     batch, ens, z = setup
     lv = fit_cell_levels(ens, _with_targets(batch, z + 0.1))
-    back = CellLevels.from_csv(lv.to_csv(tmp_path / "levels.csv"))
+    path = lv.to_csv(tmp_path / "levels.csv")
+    back = CellLevels.from_csv(path)
     np.testing.assert_array_equal(np.asarray(back.cell_id), np.asarray(lv.cell_id))
     np.testing.assert_allclose(np.asarray(back.offset), np.asarray(lv.offset), rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(back.common), np.asarray(lv.common), rtol=1e-6)
     assert back.target_names == lv.target_names
-    (tmp_path / "bad.csv").write_text("cell,n_rows,level_x\n1,2,0.1\n")
-    with pytest.raises(ValueError, match="bad.csv"):
-        CellLevels.from_csv(tmp_path / "bad.csv")
+    head = "cell_id,n_rows,level_x\n"
+    for text, words in [
+        ("cell,n_rows,level_x\n1,2,0.1\n", "header"),
+        (head, "common"),  # no rows at all
+        (head + "common,4,0.0\n", "common"),  # no cell
+        (head + "common,4,0.0\n7,2\n", "line 3"),  # a field missing
+        (head + "common,4,0.0\n7,2,abc\n", "line 3"),
+        (head + "common,4,0.0\n7,2,nan\n", "non-finite"),
+        (head + "common,4,0.0\n7,2,0.1\n7,2,0.2\n", "duplicate"),
+    ]:
+        (tmp_path / "bad.csv").write_text(text)
+        with pytest.raises(ValueError, match="bad.csv") as e:
+            CellLevels.from_csv(tmp_path / "bad.csv")
+        assert words in str(e.value), (text, str(e.value))
     empty = dataclasses.replace(batch, mask=jnp.zeros_like(batch.mask))
     with pytest.raises(ValueError, match="no row"):
         fit_cell_levels(ens, empty)
     other = dataclasses.replace(lv, target_names=("dl_volume_mb",))
     with pytest.raises(ValueError, match="targets"):
         other.for_batch(batch)
-    with pytest.raises(ValueError, match="unique"):
-        CellLevels(jnp.array([1, 1]), jnp.zeros((2, 1)), jnp.array([1, 1]), ("x",))
+    with pytest.raises(ValueError, match="duplicate"):
+        CellLevels(jnp.array([1, 1]), jnp.zeros((2, 1)), jnp.array([1, 1]), jnp.zeros(1), ("x",))

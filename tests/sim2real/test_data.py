@@ -83,6 +83,7 @@ def test_demo_cells_load():
     [
         (lambda r: r[2].update(tilt_deg=120.0), 4, "tilt_deg", "wrong units"),
         (lambda r: r[1].update(cell_id=10), 3, "cell_id", "duplicate"),
+        (lambda r: r[1].update(cell_id=2**31), 3, "cell_id", "int32"),  # e.g. a 36-bit NCI
         (lambda r: r[0].update(x_m="abc"), 2, "x_m", "number"),
         (lambda r: r[4].update(area_type="jungle"), 6, "area_type", "area type"),
         (lambda r: r[3].update(height_m=""), 5, "height_m", "missing"),
