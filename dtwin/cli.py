@@ -523,7 +523,8 @@ def _area_share_table(measurements, idx, where_of_file: dict[int, int]):
     if "active_ues" not in measurements.state:
         raise CLIError(
             f"{measurements.source}: --calibrate-cells needs active_ues among the model's state "
-            f"columns (it has {list(measurements.state)}); train with it in [train] state"
+            f"columns (it has {list(measurements.state)}); train with it in [train] state, or "
+            "pass --no-calibrate-cells"
         )
     in_area = np.isin(measurements.cell_index, idx)
     period = measurements.period_index[in_area]
@@ -642,13 +643,16 @@ def _calibrate_area(twin, measurements, area, where, cells, path, fitted):
             f"{measurements.source}: --calibrate-cells: no period reports every {area} cell "
             f"({incomplete} incomplete period(s); missing most: "
             f"{_most_missing(measurements, where, cells.cell_id)}); the UE share of a cell "
-            "needs the whole area"
+            "needs the whole area (--no-calibrate-cells skips the calibration)"
         )
     try:
         log_share = opt.cell_ue_share(table, current, labels=np.asarray(cells.cell_id)[where])
         res = opt.calibrate_power_offsets(twin, log_share, current)
     except ValueError as e:
-        raise CLIError(f"{measurements.source} ({area} cells of {path}): {e}") from None
+        raise CLIError(
+            f"{measurements.source} ({area} cells of {path}): {e} (--no-calibrate-cells skips "
+            "the calibration)"
+        ) from None
     skipped = f", {incomplete} incomplete period(s) skipped" if incomplete else ""
     print(
         f"calibrated the {area} twin on {used} period(s){skipped}: log UE-share RMSE "
@@ -690,7 +694,7 @@ def cmd_recommend(args: argparse.Namespace) -> int:
         raise CLIError(f"--twin-anchor must be in [0, 1] (1 = the surrogate alone), got {w}")
     if int(cfg["twin_snapshots"]) < 1:
         raise CLIError(f"--twin-snapshots must be >= 1, got {cfg['twin_snapshots']}")
-    if cfg["calibrate_cells"] and w >= 1.0:
+    if args.calibrate_cells and w >= 1.0:  # asked for on the command line, not by default
         raise CLIError("--calibrate-cells fits the twin of --twin-anchor < 1; it is 1 here")
     if cfg["objective"] not in OBJECTIVES:
         raise CLIError(f"unknown objective {cfg['objective']!r}; choose one of {list(OBJECTIVES)}")
@@ -968,7 +972,8 @@ def build_parser() -> argparse.ArgumentParser:
         action=argparse.BooleanOptionalAction,
         default=None,
         help="fit the twin's per-cell power offsets to each cell's share of the area's "
-        "active_ues in the commercial data before anchoring (opt.calibrate_power_offsets)",
+        "active_ues in the commercial data before anchoring (opt.calibrate_power_offsets; "
+        "default on where the twin is used, [recommend] calibrate_cells)",
     )
 
     p = add("evaluate", cmd_evaluate, "run the evaluation experiments (tables and figures)")

@@ -142,9 +142,10 @@ METHOD = "sim2real_anchored"
 ABLATIONS: tuple[str, ...] = ("sim2real",)
 """Parts of the method shown for insight, not competing baselines (gain per risk is compared
 with every other recommender)."""
-CALIBRATE_CELLS = False
+CALIBRATE_CELLS = True
 """Whether the method's twin simulation is calibrated to the commercial UE shares by default
-(``--calibrate-cells``; see the README's "Calibrating the twin's cells")."""
+(``--no-calibrate-cells`` for the nominal twin; on since the tenth session's paired multi-key
+trial, see the README's "Calibrating the twin's cells")."""
 CELL_LEVELS = True
 """Whether the surrogates carry each cell's persistent level read from the area's commercial
 rows (`sim2real.fit_cell_levels`, as `s2r train` does; ``--no-cell-levels`` to leave it out)."""

@@ -341,8 +341,8 @@ def test_recommend_calibrate_cells_end_to_end(tmp_path, capsys):
     """field -> train -> recommend, on cell ids that are neither positions nor in order (the
     stand-in's cells renumbered 1000 + 7 k and the cells file shuffled): ``train`` writes each
     cell's level, ``recommend`` multiplies the surrogate's prediction by exp(level) of the right
-    cell; ``--calibrate-cells`` writes zero-mean per-cell offsets of the twin with a smaller
-    share error than the uncalibrated twin; recommendations in bounds."""
+    cell; by default (``--calibrate-cells``) it writes zero-mean per-cell offsets of the twin
+    with a smaller share error than the uncalibrated twin; recommendations in bounds."""
     import csv
     import json
 
@@ -399,7 +399,7 @@ def test_recommend_calibrate_cells_end_to_end(tmp_path, capsys):
 
     argv = ["recommend", "--cells", cells, "--commercial", comm, "--model", str(model)]
     _fails(argv + ["--calibrate-cells", "--twin-anchor", "1"], capsys, "--calibrate-cells")
-    rec = recommend("rec.csv", "--twin-snapshots", "2", "--calibrate-cells")
+    rec = recommend("rec.csv", "--twin-snapshots", "2")  # calibrated by default
     out = capsys.readouterr().out
     assert "calibrated the urban twin on 6 period(s)" in out, out
     with open(tmp_path / "rec_cell_calibration.csv") as f:
