@@ -564,8 +564,8 @@ def _cells_twin(cells, kpis, n_snapshots: int, seed: int, path, calibrate=None):
     With ``calibrate`` (the commercial `sim2real.Measurements`), each area's twin gets per-cell
     power offsets fitted so that it serves each cell's observed share of the area's UEs at the
     CM in force (`opt.cell_ue_share`, `opt.calibrate_power_offsets`; periods reporting every
-    cell of the area); the fitted offsets are returned as a second value, ``{cell_id: (area,
-    offset_db, rmse_before, rmse_after)}``, else ``None``.
+    cell of the area). Returns ``(twin, fitted)``: ``fitted`` is ``{cell_id: (area, offset_db,
+    rmse_before, rmse_after)}`` with ``calibrate``, else ``None``.
     """
     import equinox as eqx
     import jax
@@ -624,8 +624,7 @@ def _cells_twin(cells, kpis, n_snapshots: int, seed: int, path, calibrate=None):
                 mean = {k: mean[k].at[where].set(p.mean[k]) for k in kpis}
             return opt.Prediction.deterministic(mean)
 
-    twin = CellsTwin(parts, cells.n_cells)
-    return (twin, fitted) if calibrate is not None else twin
+    return CellsTwin(parts, cells.n_cells), fitted
 
 
 def _calibrate_area(twin, measurements, area, where, cells, path, fitted):
@@ -739,7 +738,10 @@ def cmd_recommend(args: argparse.Namespace) -> int:
             raise CLIError(f"{model_dir}: cell levels: {e}") from None
         known = np.isin(np.asarray(batch.cell_id), np.asarray(levels.cell_id))
         if not known.all():
-            print(f"note: {int(np.sum(~known))} cell(s) without a level from training (level 0)")
+            print(
+                f"note: {int(np.sum(~known))} cell(s) without a level from training get the "
+                "common level"
+            )
     n_ctx = min(int(cfg["context_periods"]), batch.n_snapshots)
     context = batch.take(np.arange(batch.n_snapshots - n_ctx, batch.n_snapshots))
     from opt.predictor import ensemble_predictor
@@ -751,11 +753,10 @@ def cmd_recommend(args: argparse.Namespace) -> int:
 
         kpis = tuple(k for k in batch.target_names if k in TARGET_COLUMNS)
         calib = m if cfg["calibrate_cells"] else None
-        twin = _cells_twin(
+        twin, fitted = _cells_twin(
             cells, kpis, int(cfg["twin_snapshots"]), _seed(args), cfg["cells"], calibrate=calib
         )
-        if calib is not None:
-            twin, fitted = twin
+        if fitted is not None:
             cal_path = Path(cfg["out"]).with_name(Path(cfg["out"]).stem + "_cell_calibration.csv")
             ids = [int(c) for c in cells.cell_id]
             _write_csv(

@@ -48,6 +48,8 @@ def curves(
     ``cell_levels``: method -> `sim2real.CellLevels` added to the context (`P.fit_levels`)."""
     target = P.DEFAULT_TARGETS[0]
     levels = dict(cell_levels or {})
+    tb = setup["test_batch"]
+    contexts = {m: levels[m].apply(tb) if m in levels else tb for m in ensembles}
     out: dict[str, Any] = {}
     for param in SWEPT:
         cms = sweep_cms(setup["n_cells"], cell, param)
@@ -58,9 +60,7 @@ def curves(
             "methods": {},
         }
         for name, ens in ensembles.items():
-            context = setup["test_batch"]
-            context = levels[name].apply(context) if name in levels else context
-            pred = P.ensemble_predictor(ens, context)
+            pred = P.ensemble_predictor(ens, contexts[name])
             fn = jax.jit(jax.vmap(lambda c: pred(c)))  # noqa: B023
             res = fn({k: jnp.asarray(v) for k, v in cms.items()})
             mean = np.asarray(res.mean[target])[:, cell]

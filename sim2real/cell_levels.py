@@ -131,12 +131,11 @@ class CellLevels(eqx.Module):
             if len(r) != 2 + len(names):
                 raise ValueError(f"{path}, line {line}: {len(r)} fields, expected {2 + len(names)}")
             try:
-                vals.append((r[0], int(r[1]), [float(v) for v in r[2:]]))
-                if line > 2:
-                    int(r[0])
+                cid = None if line == 2 else int(r[0])  # line 2: the common row
+                vals.append((cid, int(r[1]), [float(v) for v in r[2:]]))
             except ValueError as e:
                 raise ValueError(f"{path}, line {line}: {e}") from None
-        ids = np.array([int(v[0]) for v in vals[1:]], np.int64)
+        ids = np.array([v[0] for v in vals[1:]], np.int64)
         n = np.array([v[1] for v in vals[1:]], np.int32)
         off = np.array([v[2] for v in vals[1:]], np.float32)
         try:

@@ -67,6 +67,10 @@ DROP_REASONS: tuple[str, ...] = (
 """Reasons a measurement row can be invalid (keys of `DropReport.counts`)."""
 
 
+_INT32_MIN, _INT32_MAX = -(2**31), 2**31 - 1
+"""Range of cell ids the surrogate's batches hold (``int32``: JAX without x64)."""
+
+
 class DataError(ValueError):
     """Invalid user data; the message names the file, row/line and column."""
 
@@ -404,7 +408,7 @@ def load_cells(
             )
         area[i] = a
         cid = int(ints["cell_id"][i])
-        if not -(2**31) <= cid < 2**31:
+        if not _INT32_MIN <= cid <= _INT32_MAX:
             raise DataError(
                 f"{_where(table, i, 'cell_id')}: cell_id {cid} is outside the int32 range the "
                 "surrogate holds cell ids in; renumber the cells (e.g. 1..n) in the cells file "

@@ -28,7 +28,7 @@ from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 from dtwin.cm import DEFAULT_CM_SCHEMA, CMSchema
 from dtwin.schema import TARGET_COLUMNS
 
-from .data import AREA_TYPES, Measurements
+from .data import _INT32_MAX, _INT32_MIN, AREA_TYPES, Measurements
 from .graph import NeighbourGraph, neighbour_graph, neighbourhood_mean
 
 LOG_FLOOR = 1e-3
@@ -39,10 +39,6 @@ def is_log_target(name: str) -> bool:
     """Whether target ``name`` is modelled in the log domain (positive rates/volumes)."""
     unit = TARGET_COLUMNS.get(name, ("-", ""))[0]
     return unit in ("Mbps", "MB")
-
-
-_INT32_MIN, _INT32_MAX = -(2**31), 2**31 - 1
-"""Range of cell ids a `GraphBatch` holds (``int32``: JAX without x64)."""
 
 
 class GraphBatch(eqx.Module):

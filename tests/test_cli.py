@@ -283,7 +283,8 @@ def test_cells_twin_maps_each_area_to_file_order():
     path = Path(__file__).resolve().parents[1] / "sim2real" / "demo" / "cells.csv"
     cells = load_cells(path)
     kpis = ("dl_throughput_mbps",)
-    twin = cli._cells_twin(cells, kpis, 2, 5, path)
+    twin, fitted = cli._cells_twin(cells, kpis, 2, 5, path)
+    assert fitted is None  # no calibration asked for
     rng = np.random.default_rng(0)
     cm = {n: np.asarray(v, np.float32) for n, v in cells.cm.items()}
     cm["tilt_deg"] = cm["tilt_deg"] + rng.integers(-2, 3, cells.n_cells).astype(np.float32)
