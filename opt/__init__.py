@@ -27,7 +27,12 @@ from .objectives import (
     total_power_w,
 )
 from .policy import CMPolicy, policy_cm, policy_recommend, train_policy
-from .predictor import EnsemblePredictor, ensemble_predictor, predict_candidates
+from .predictor import (
+    EnsemblePredictor,
+    context_weight,
+    ensemble_predictor,
+    predict_candidates,
+)
 from .safety import (
     AREA_GUARDRAILS,
     DEFAULT_GUARDRAILS,
@@ -64,6 +69,7 @@ __all__ = [
     "twin_predictor",
     "EnsemblePredictor",
     "ensemble_predictor",
+    "context_weight",
     "predict_candidates",
     "ALResult",
     "AbstractObjective",

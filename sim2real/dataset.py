@@ -54,6 +54,10 @@ class GraphBatch(eqx.Module):
         static: ``[cells, n_static]`` static cell features.
         graph: the neighbour graph.
         cell_id: ``[cells]`` cell identifiers.
+        ues: ``[snapshots, cells]`` served UEs of each row (the ``active_ues`` state column, 0
+            where masked): the weight a row's per-UE KPIs carry when rows are pooled
+            (`dtwin.kpi.period_kpis`, `opt.ensemble_predictor`); None when the data have no
+            ``active_ues``.
         cm_ref_unit: ``[n_cm]`` the schema's default CM in [0, 1] (reference for KPI changes).
         state_names, cm_names, target_names: feature/column names (static).
         log_targets: per target, whether it is modelled in the log domain (static).
@@ -72,6 +76,7 @@ class GraphBatch(eqx.Module):
     cm_names: tuple[str, ...] = eqx.field(static=True)
     target_names: tuple[str, ...] = eqx.field(static=True)
     log_targets: tuple[bool, ...] = eqx.field(static=True)
+    ues: Float[Array, "snapshots cells"] | None = None
 
     @property
     def n_snapshots(self) -> int:
@@ -84,12 +89,17 @@ class GraphBatch(eqx.Module):
     def take(self, idx: Int[Array, " n"]) -> GraphBatch:
         """The snapshots ``idx`` (works under ``jit`` with traced ``idx``; numpy ``idx`` outside
         ``jit`` indexes on the host, avoiding a compilation per shape)."""
-        leaves = (self.state, self.cm_unit, self.targets, self.mask, self.prior)
+
+        def where(b):
+            out = (b.state, b.cm_unit, b.targets, b.mask, b.prior)
+            return out if b.ues is None else (*out, b.ues)
+
+        leaves = where(self)
         if isinstance(idx, np.ndarray) and not any(isinstance(x, jax.core.Tracer) for x in leaves):
             taken = tuple(jnp.asarray(np.asarray(x)[idx]) for x in leaves)
         else:
             taken = tuple(x[idx] for x in leaves)
-        return eqx.tree_at(lambda b: (b.state, b.cm_unit, b.targets, b.mask, b.prior), self, taken)
+        return eqx.tree_at(where, self, taken)
 
     def with_cm(self, cm_unit: Float[Array, "snapshots cells n_cm"]) -> GraphBatch:
         """The same snapshots under another CM (in [0, 1] units)."""
@@ -222,6 +232,10 @@ def batch_from_arrays(
             "batch holds cell ids in; renumber the cells (e.g. 1..n)"
         )
     m3 = mask_arr[..., None]
+    ues = None
+    if "active_ues" in state:
+        ues = jnp.asarray(np.where(mask_arr, np.asarray(state["active_ues"], np.float64), 0.0))
+        ues = jnp.maximum(jnp.nan_to_num(ues.astype(jnp.float32)), 0.0)
     return GraphBatch(
         state=jnp.asarray(np.where(m3, state_arr, 0.0), jnp.float32),
         cm_unit=jnp.asarray(np.where(m3, cm_unit, cm_ref), jnp.float32),
@@ -236,6 +250,7 @@ def batch_from_arrays(
         cm_names=cm_names,
         target_names=target_names,
         log_targets=log_targets,
+        ues=ues,
     )
 
 

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from dtwin.cm import DEFAULT_CM_SCHEMA
+from dtwin.kpi import period_kpis
 from experiments import pipeline as P
 from opt.objectives import Prediction
 from sim2real.ensemble import make_ensemble, predict
@@ -135,8 +136,50 @@ def test_ensemble_predictor_matches_predict(ensemble_and_batch):
         -1,
     )
     mean, std = predict(ens, b.with_cm(jnp.broadcast_to(u, b.cm_unit.shape)))
-    np.testing.assert_allclose(out.mean["dl_throughput_mbps"], mean[..., 0].mean(0), rtol=1e-5)
-    np.testing.assert_allclose(out.std["dl_throughput_mbps"], std[..., 0].mean(0), rtol=1e-5)
+    # per-UE KPI: periods pooled as the counters pool them (dtwin.kpi.period_kpis), weighted by
+    # the table's own active_ues column (not the predictor's decoding of the state feature)
+    ues = _table(seed=5)[1]["active_ues"].reshape(4, N_CELLS)
+    for got, per_row in ((out.mean, mean), (out.std, std)):
+        want = period_kpis({"dl_throughput_mbps": per_row[..., 0]}, ues)["dl_throughput_mbps"]
+        np.testing.assert_allclose(got["dl_throughput_mbps"], want, rtol=1e-5)
+        hand = (ues * per_row[..., 0]).sum(0) / ues.sum(0)  # the ratio of sums by hand
+        np.testing.assert_allclose(got["dl_throughput_mbps"], hand, rtol=1e-5)
+    assert not np.allclose(out.mean["dl_throughput_mbps"], mean[..., 0].mean(0), rtol=1e-3)
+    plain = P.ensemble_predictor(ens, b, weight=None)(cm)  # weight=None: the plain mean
+    np.testing.assert_allclose(plain.mean["dl_throughput_mbps"], mean[..., 0].mean(0), rtol=1e-5)
+    np.testing.assert_allclose(plain.std["dl_throughput_mbps"], std[..., 0].mean(0), rtol=1e-5)
+
+
+def test_ensemble_predictor_weight_rules(ensemble_and_batch):
+    """Only per-UE KPIs are weighted; a cell with zero weight falls back to the plain mean; bad
+    weights and a context without active_ues are refused or warned about by name."""
+    import dataclasses
+
+    from opt.predictor import context_weight
+
+    ens, b = ensemble_and_batch
+    cm = {k: jnp.asarray(v) for k, v in DEFAULT_CM_SCHEMA.default(N_CELLS).items()}
+    w = np.ones((4, N_CELLS), np.float32)
+    w[:, 1] = 0.0  # cell 1: no weight at all -> plain mean
+    w[0, 2], w[1:, 2] = 3.0, 0.0  # cell 2: only snapshot 0 counts
+    plain = P.ensemble_predictor(ens, b, weight=None)(cm).mean["dl_throughput_mbps"]
+    got = P.ensemble_predictor(ens, b, weight=w)(cm).mean["dl_throughput_mbps"]
+    per_row = predict(ens, P.ensemble_predictor(ens, b)._batch(cm))[0][..., 0]
+    np.testing.assert_allclose(got[:2], plain[:2], rtol=1e-5)
+    np.testing.assert_allclose(got[2], per_row[0, 2], rtol=1e-5)
+    np.testing.assert_allclose(
+        context_weight(b), _table(seed=5)[1]["active_ues"].reshape(4, N_CELLS), rtol=1e-5
+    )
+    for bad, msg in (("ue", "weight must be"), (w[:2], "snapshots, cells"), (-w, ">= 0")):
+        with pytest.raises(ValueError, match=msg):
+            P.ensemble_predictor(ens, b, weight=bad)
+    idx = np.array([2, 0])  # take() keeps each row's UEs with it, eagerly and under jit
+    np.testing.assert_array_equal(b.take(idx).ues, np.asarray(b.ues)[idx])
+    np.testing.assert_array_equal(jax.jit(lambda i: b.take(i).ues)(jnp.asarray(idx)), b.ues[idx])
+    no_ues = dataclasses.replace(b, ues=None)
+    with pytest.warns(UserWarning, match="averaged plainly"):
+        p = P.ensemble_predictor(ens, no_ues)
+    assert p.weight is None
 
 
 def test_ensemble_predictor_members(ensemble_and_batch):
@@ -154,7 +197,9 @@ def test_ensemble_predictor_members(ensemble_and_batch):
     u = jnp.stack([(cm[n] - p_[n].low) / (p_[n].high - p_[n].low) for n in b.cm_names], -1)
     for i in range(2):  # reference: each member alone on the batch with the CM written in
         y = predict_kpis(member(ens, i), b.with_cm(jnp.broadcast_to(u, b.cm_unit.shape)))
-        np.testing.assert_allclose(mem["dl_throughput_mbps"][i], y[..., 0].mean(0), rtol=1e-5)
+        ues = _table(seed=5)[1]["active_ues"].reshape(4, N_CELLS)
+        want = (ues * y[..., 0]).sum(0) / ues.sum(0)  # UE-weighted over the periods
+        np.testing.assert_allclose(mem["dl_throughput_mbps"][i], want, rtol=1e-5)
     np.testing.assert_allclose(
         mem["dl_throughput_mbps"].mean(0), pred(cm).mean["dl_throughput_mbps"], rtol=1e-5
     )
