@@ -8,16 +8,19 @@ the exact throughput of its 21 cells at the default CM spreads by 16 % (log std)
 predicted levels are equal, and that spread is most of the in-range error.
 
 The commercial data hold each cell's own history, hundreds of periods per cell, so its
-persistent deviation from the model is well determined: `fit_cell_levels` takes the mean
-model-domain residual of each cell on the commercial training rows (log for log targets, i.e.
-a relative level), shrunk towards the residual of all cells by the empirical-Bayes
+persistent deviation from the model is well determined: `fit_cell_levels` takes each cell's
+level on the commercial training rows -- for log targets the log of its mean ratio of KPI to
+prediction (Duan's smearing: the model, fitted to log KPIs, predicts a geometric mean, and the
+ratio of means lifts it to the arithmetic mean that KPIs averaged over periods and UEs measure;
+``level="geometric"`` keeps the mean log residual), for other targets the mean residual --
+shrunk towards the level of all cells by the empirical-Bayes
 (James--Stein) factor ``tau^2 / (tau^2 + s_c^2 / n_c)``, with ``tau^2`` the variance of the
 true cell means (the variance of the observed means less their sampling variance) and
 ``s_c^2 / n_c`` the sampling variance of cell ``c``'s mean: a cell with few rows or a network
 whose cells do not differ keeps (almost) the common level. `CellLevels.apply` adds the levels
 to a batch's ``prior`` (the model-domain term every prediction adds, `sim2real.Surrogate`),
-matching cells by ``cell_id``; a cell it does not know gets the common level (the row-weighted
-mean residual of all cells). The rows of one cell are treated as independent, which they are
+matching cells by ``cell_id``; a cell it does not know gets the common level (the
+level of all rows together). The rows of one cell are treated as independent, which they are
 not quite (hour of day, and they are the rows the model was trained on): with hundreds of rows
 per cell there is then almost no shrinkage, which is the intent -- it matters for cells with a
 handful of rows. The surrogate itself is not
@@ -162,6 +165,7 @@ def fit_cell_levels(
     *,
     shrink: bool = True,
     chunk: int = 256,
+    level: str = "arithmetic",
 ) -> CellLevels:
     """Each cell's persistent residual of ``ensemble`` on ``data`` (closed form, see module doc).
 
@@ -174,6 +178,14 @@ def fit_cell_levels(
         shrink: shrink each cell's mean towards the all-cell mean (empirical Bayes); ``False``
             keeps the raw per-cell means.
         chunk: snapshots per evaluation.
+        level: for log targets, ``"arithmetic"`` (default): the log of the cell's mean ratio
+            ``mean_rows(y / prediction)`` (Duan's smearing estimate: it turns a model of
+            ``E[log y]`` -- the squared-log loss -- into one of the arithmetic mean ``E[y]``,
+            which is what a KPI averaged over periods and UEs measures; for a model trained
+            with the Gamma loss it is that loss's optimal offset); ``"geometric"``: the mean
+            log residual (the prediction stays a geometric mean). Targets in their own units
+            always get the mean residual. The shrinkage factor is the one of the mean log
+            residuals, applied to the deviation of each cell's level from the common one.
 
     Returns:
         `CellLevels` for every cell of ``data`` with at least one row (``n_rows`` > 0); a cell
@@ -184,6 +196,10 @@ def fit_cell_levels(
     """
     if int(chunk) < 1:
         raise ValueError(f"fit_cell_levels: chunk must be >= 1, got {chunk}")
+    if level not in ("arithmetic", "geometric"):
+        raise ValueError(
+            f"fit_cell_levels: level must be 'arithmetic' or 'geometric', got {level!r}"
+        )
     mask = np.asarray(data.mask)
     if not mask.any():
         raise ValueError("fit_cell_levels: the data hold no row (mask is all False)")
@@ -203,6 +219,15 @@ def fit_cell_levels(
     nn = np.maximum(n, 1)[:, None]
     mean = (w * r).sum(axis=0) / nn  # [cells, targets]
     grand = np.sum((mean * n[:, None])[has], axis=0) / np.sum(n[has])
+    center, cgrand = mean, grand
+    if level == "arithmetic":  # log targets: log of the mean ratio (Duan's smearing)
+        is_log = np.asarray(data.log_targets, bool)
+        e = np.where(w > 0, np.exp(np.clip(r, -30.0, 30.0)), 0.0)
+        arith = np.log(np.maximum(e.sum(axis=0) / nn, 1e-30))
+        arith_grand = np.log(np.maximum(e.sum(axis=(0, 1)) / np.sum(n[has]), 1e-30))
+        center = np.where(is_log[None], arith, mean)
+        cgrand = np.where(is_log, arith_grand, grand)
+    factor = np.ones_like(mean)
     if shrink:
         var = (w * (r - mean[None]) ** 2).sum(axis=0) / np.maximum(n - 1, 1)[:, None]
         s2 = np.sum(var[has] * (n[has, None] - 1), axis=0) / max(int(np.sum(n[has] - 1)), 1)
@@ -217,13 +242,13 @@ def fit_cell_levels(
         factor = np.divide(
             np.broadcast_to(tau2[None], den.shape), den, out=np.zeros_like(den), where=ok
         )
-        mean = grand[None] + factor * (mean - grand[None])
+    final = cgrand[None] + factor * (center - cgrand[None])
     ids = np.asarray(data.cell_id)[has]
     return CellLevels(
         jnp.asarray(ids),
-        jnp.asarray(mean[has].astype(np.float32)),
+        jnp.asarray(final[has].astype(np.float32)),
         jnp.asarray(n[has].astype(np.int32)),
-        jnp.asarray(grand.astype(np.float32)),
+        jnp.asarray(cgrand.astype(np.float32)),
         tuple(data.target_names),
     )
 

@@ -42,10 +42,34 @@ def test_recovers_known_levels_and_the_raw_means(setup):
     np.testing.assert_allclose(np.asarray(lv.offset)[:, 0], true, atol=2e-4)
     assert np.all(np.asarray(lv.n_rows) == np.asarray(batch.mask).sum(axis=0))
     noise = rng.normal(0.0, 0.3, z.shape)
-    lv = fit_cell_levels(ens, _with_targets(batch, z + true[None, :, None] + noise), shrink=False)
+    data = _with_targets(batch, z + true[None, :, None] + noise)
     m = np.asarray(batch.mask)
+    geo = fit_cell_levels(ens, data, shrink=False, level="geometric")
     expect = [np.mean((true[c] + noise[:, c, 0])[m[:, c]]) for c in range(n_cells)]
-    np.testing.assert_allclose(np.asarray(lv.offset)[:, 0], expect, atol=2e-4)
+    np.testing.assert_allclose(np.asarray(geo.offset)[:, 0], expect, atol=2e-4)
+    ari = fit_cell_levels(ens, data, shrink=False)  # default: log of the mean ratio
+    expect = [np.log(np.mean(np.exp(true[c] + noise[:, c, 0])[m[:, c]])) for c in range(n_cells)]
+    np.testing.assert_allclose(np.asarray(ari.offset)[:, 0], expect, atol=2e-4)
+    with pytest.raises(ValueError, match="level must be"):
+        fit_cell_levels(ens, data, level="median")
+
+
+def test_arithmetic_level_is_the_lognormal_mean(setup):
+    """Log-normal noise of sigma around the prediction: the arithmetic level exceeds the
+    geometric one by sigma^2 / 2 (the log-normal mean, closed form), so exp(prediction + level)
+    is the KPI's mean, not its median; the common level likewise."""
+    batch, ens, z = setup
+    rng = np.random.default_rng(11)
+    sigma = 0.5
+    big = batch.take(np.tile(np.arange(batch.n_snapshots), 25))  # 400 rows per cell
+    zb = np.tile(z, (25, 1, 1))
+    data = _with_targets(big, zb + rng.normal(0.0, sigma, zb.shape))
+    ari = fit_cell_levels(ens, data, shrink=False)
+    geo = fit_cell_levels(ens, data, shrink=False, level="geometric")
+    d = np.asarray(ari.offset - geo.offset)[:, 0]
+    assert abs(d.mean() - sigma**2 / 2) < 0.02, d.mean()  # 0.125
+    assert np.all(np.abs(d - sigma**2 / 2) < 0.08), d
+    assert float(ari.common[0] - geo.common[0]) == pytest.approx(sigma**2 / 2, abs=0.02)
 
 
 def test_shrinkage_beats_raw_means_and_keeps_equal_cells_equal(setup):
@@ -60,8 +84,8 @@ def test_shrinkage_beats_raw_means_and_keeps_equal_cells_equal(setup):
         rng = np.random.default_rng(100 + k)
         true = rng.normal(0.0, 0.1, batch.n_cells)
         data = _with_targets(few, zf + true[None, :, None] + rng.normal(0, 0.3, zf.shape))
-        raw = np.asarray(fit_cell_levels(ens, data, shrink=False).offset)[:, 0]
-        js = np.asarray(fit_cell_levels(ens, data).offset)[:, 0]
+        raw = np.asarray(fit_cell_levels(ens, data, shrink=False, level="geometric").offset)[:, 0]
+        js = np.asarray(fit_cell_levels(ens, data, level="geometric").offset)[:, 0]
         err_raw += np.mean((raw - true) ** 2)
         err_js += np.mean((js - true) ** 2)
     assert err_js < 0.7 * err_raw, (err_js, err_raw)
@@ -113,7 +137,7 @@ def test_cells_without_rows_get_the_common_level(setup):
     assert ids[0] not in np.asarray(lv.cell_id) and len(lv.cell_id) == batch.n_cells - 1
     m = np.asarray(data.mask)
     resid = (np.log(np.asarray(data.targets)) - z)[..., 0]
-    grand = resid[m].mean()  # every row weighted alike
+    grand = np.log(np.exp(resid[m]).mean())  # every row weighted alike
     np.testing.assert_allclose(float(lv.common[0]), grand, atol=1e-5)
     got = lv.for_batch(batch)[:, 0]
     assert got[0] == pytest.approx(grand, abs=1e-5)
