@@ -212,7 +212,8 @@ def test_surrogate_predictor_matches_ensemble():
         },
     )
     ens = make_ensemble(jax.random.PRNGKey(1), 2, batch)
-    predictor = cli._surrogate_predictor(ens, batch)
+    with pytest.warns(UserWarning, match="no active_ues"):  # so the plain mean over snapshots
+        predictor = cli._surrogate_predictor(ens, batch)
     cm_j = {k: jnp.asarray(v, jnp.float32) for k, v in cm.items()}
     pred = eqx.filter_jit(lambda p, c: p(c))(predictor, cm_j)
     mean, std = predict(ens, batch)
