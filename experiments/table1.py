@@ -224,8 +224,8 @@ def anchored_predictors(args, setup, ensemble, context) -> dict[str, Any]:
     }
     if getattr(args, "calibrate_cells", False):  # as the field trial's method: from the
         # commercial training rows' UE share per cell only (opt.calibrate_power_offsets)
-        twin = opt.calibrate_power_offsets(twin, opt.cell_ue_share(setup["train"], cur), cur)
-        twin = twin.predictor
+        share = opt.cell_ue_share(setup["train"], cur)
+        twin = opt.calibrate_power_offsets(twin, share, cur).predictor
     return {
         name: opt.AnchoredPredictor(sur, twin, cur, args.anchor_weight, mode=mode)
         for name, mode in ANCHORED.items()

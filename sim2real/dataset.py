@@ -233,9 +233,16 @@ def batch_from_arrays(
         )
     m3 = mask_arr[..., None]
     ues = None
-    if "active_ues" in state:
-        ues = jnp.asarray(np.where(mask_arr, np.asarray(state["active_ues"], np.float64), 0.0))
-        ues = jnp.maximum(jnp.nan_to_num(ues.astype(jnp.float32)), 0.0)
+    if "active_ues" in state:  # the rows' weights when pooled (GraphBatch.ues)
+        ues = np.where(mask_arr, np.asarray(state["active_ues"], np.float64), 0.0)
+        bad = ~np.isfinite(ues) | (ues < 0)
+        if bad.any():
+            s_, c_ = np.argwhere(bad)[0]
+            raise ValueError(
+                f"batch_from_arrays: state['active_ues'] must be finite and >= 0 on present rows; "
+                f"{int(bad.sum())} are not (first: snapshot {s_}, cell {c_}: {ues[s_, c_]})"
+            )
+        ues = jnp.asarray(ues, jnp.float32)
     return GraphBatch(
         state=jnp.asarray(np.where(m3, state_arr, 0.0), jnp.float32),
         cm_unit=jnp.asarray(np.where(m3, cm_unit, cm_ref), jnp.float32),

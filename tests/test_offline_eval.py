@@ -176,6 +176,13 @@ def test_ensemble_predictor_weight_rules(ensemble_and_batch):
     idx = np.array([2, 0])  # take() keeps each row's UEs with it, eagerly and under jit
     np.testing.assert_array_equal(b.take(idx).ues, np.asarray(b.ues)[idx])
     np.testing.assert_array_equal(jax.jit(lambda i: b.take(i).ues)(jnp.asarray(idx)), b.ues[idx])
+    for bad in (-1.0, np.nan):  # the weights are refused by name, not zeroed
+        tab = _table(seed=5)[0]
+        tab["active_ues"] = tab["active_ues"].copy()
+        tab["active_ues"][3] = bad
+        with warnings.catch_warnings(), pytest.raises(ValueError, match="active_ues"):
+            warnings.simplefilter("ignore")
+            P.batches(None, tab)
     no_ues = dataclasses.replace(b, ues=None)
     with pytest.warns(UserWarning, match="averaged plainly"):
         p = P.ensemble_predictor(ens, no_ues)
