@@ -66,7 +66,14 @@ from .network import (
     solve_load,
 )
 from .site_channel import SiteChannel, load_site_channels, save_site_channels
-from .sweep import DEFAULT_UE_CLUSTERING, SweepConfig, read_sweep, run_sweep, sample_snapshot
+from .sweep import (
+    DEFAULT_UE_CLUSTERING,
+    SweepConfig,
+    read_sweep,
+    run_sweep,
+    sample_snapshot,
+    stratified_hours,
+)
 from .throughput import cqi_from_sinr, pf_throughput_mbps, shannon_se, spectral_efficiency
 from .user_network import UserNetwork, network_from_cells, user_sweep_rows
 
@@ -133,6 +140,7 @@ __all__ = [
     "run_sweep",
     "sample_lsps",
     "sample_snapshot",
+    "stratified_hours",
     "schema",
     "shadow_fading_std_db",
     "shannon_se",

@@ -320,6 +320,7 @@ UE_WEIGHTED_KPIS: tuple[str, ...] = (
 def period_kpis(
     per_snapshot: dict[str, Float[ArrayLike, "snapshots cells"]],
     active_ues: Float[ArrayLike, "snapshots cells"],
+    snapshot_weight: Float[ArrayLike, " snapshots"] | None = None,
 ) -> dict[str, Float[Array, " cells"]]:
     """Aggregate per-snapshot cell KPIs over a reporting period, as the period's counters do.
 
@@ -335,11 +336,23 @@ def period_kpis(
     Args:
         per_snapshot: column -> ``[snapshots, cells]`` (NaN where a cell served nobody).
         active_ues: ``[snapshots, cells]`` served UE mass per snapshot.
+        snapshot_weight: ``[snapshots]`` how much each snapshot stands for (default 1 each):
+            a weight ``k`` counts as ``k`` copies of the snapshot, e.g. the post-stratification
+            weights of `dtwin.sweep.stratified_hours`.
 
     Returns:
         column -> ``[cells]``.
     """
     w = jnp.asarray(active_ues, jnp.float32)
+    sw = None
+    if snapshot_weight is not None:
+        sw = jnp.asarray(snapshot_weight, jnp.float32)
+        if sw.shape != w.shape[:1]:
+            raise ValueError(
+                f"period_kpis: snapshot_weight must be [snapshots] = [{w.shape[0]}], "
+                f"got {list(sw.shape)}"
+            )
+        w = w * sw[:, None]
     out = {}
     for name, v in per_snapshot.items():
         v = jnp.asarray(v)
@@ -349,8 +362,11 @@ def period_kpis(
             total = jnp.sum(ww, axis=0)
             num = jnp.sum(ww * jnp.where(ok, v, 0.0), axis=0)
             out[name] = jnp.where(total > 0, num / jnp.where(total > 0, total, 1.0), jnp.nan)
-        else:
+        elif sw is None:
             out[name] = jnp.mean(v, axis=0)
+        else:
+            s = sw.reshape((-1,) + (1,) * (v.ndim - 1))
+            out[name] = jnp.sum(s * v, axis=0) / jnp.sum(sw)
     return out
 
 

@@ -193,8 +193,8 @@ SIZES: dict[str, dict[str, Any]] = {
         refine_sweeps=1,
         evals=160,
         oracle_snapshots=64,
-        truth_snapshots=64,
-        context=16,
+        truth_snapshots=256,  # 64 before 2026-12-03
+        context=24,  # one day of hourly periods (16 before 2026-12-03)
     ),
     "full": dict(  # the reference study's 100,000 rows each (21 cells per snapshot)
         sites=7,

@@ -49,9 +49,21 @@ def add_common_flags(ap: argparse.ArgumentParser, *, twin: int, commercial: int)
         default=commercial,
         help="commercial training rows (cells x periods)",
     )
-    ap.add_argument("--test-periods", type=int, default=32, help="held-out commercial periods")
+    ap.add_argument(
+        "--test-periods",
+        type=int,
+        default=48,
+        help="held-out commercial periods (consecutive hours; also the prediction context, so "
+        "whole days keep every hour in it: 48 = two days; 32 before 2026-12-03)",
+    )
     ap.add_argument("--candidates", type=int, default=24, help="broad CM candidates (out of range)")
-    ap.add_argument("--truth-snapshots", type=int, default=64, help="snapshots per exact KPI")
+    ap.add_argument(
+        "--truth-snapshots",
+        type=int,
+        default=256,
+        help="snapshots per exact KPI, hours stratified (64 before 2026-12-03; 256 stratified: "
+        "about 4 %% per cell from a 2048-snapshot judge, 64: about 6 %%)",
+    )
     ap.add_argument("--methods", default=",".join(ALL_METHODS), help="comma-separated methods")
     ap.add_argument("--n-models", type=int, default=3, help="ensemble members")
     ap.add_argument("--twin-steps", type=int, default=800)

@@ -157,3 +157,40 @@ def test_fieldgap_is_a_frozen_spec():
     spec = FieldGap()
     with pytest.raises(dataclasses.FrozenInstanceError):
         spec.efficiency = 2.0  # type: ignore[misc]
+
+
+def test_field_kpis_stratify_hours_weigh_every_hour_equally(field1):
+    """With stratified hours every hour of the day weighs 1/24: the pooled (plainly averaged)
+    ``hour`` column is the mean of 0..23 = 11.5 for any n >= 24, whereas 64 snapshots at hour
+    i mod 24 unweighted would average (3 x 120 + 2 x 156) / 64 = 10.5 h."""
+    cm = DEFAULT_CM_SCHEMA.default(field1.n_cells)
+    for n in (24, 64):
+        out = _kpis(KEY, field1, cm, n_snapshots=n)
+        np.testing.assert_allclose(np.asarray(out["hour"]), 11.5, atol=1e-4)
+    drawn = _kpis(KEY, field1, cm, n_snapshots=64, stratify_hours=False)
+    assert np.all(np.asarray(drawn["hour"]) == np.asarray(drawn["hour"])[0])
+    assert abs(float(drawn["hour"][0]) - 11.5) > 1e-3  # random hours: not exactly balanced
+
+
+def test_field_kpis_stratified_pools_snapshots_at_their_hours(field1):
+    """field_kpis(n=24) equals the 24 snapshots taken one by one at hours 0..23 with the same
+    keys and pooled by hand (UE-weighted throughput, plain-mean counters)."""
+    cm = DEFAULT_CM_SCHEMA.default(field1.n_cells)
+    got = _kpis(KEY, field1, cm, n_snapshots=24)
+    keys = jax.random.split(KEY, 24)
+    snaps = [field_snapshot_kpis(k, field1, cm, noisy=False, hour=h) for h, k in enumerate(keys)]
+    thr = np.stack([np.asarray(s["dl_throughput_mbps"]) for s in snaps])
+    ues = np.stack([np.asarray(s["active_ues"]) for s in snaps])
+    ok = np.isfinite(thr) & (ues > 0)
+    want = np.sum(np.where(ok, thr * ues, 0), 0) / np.sum(np.where(ok, ues, 0), 0)
+    np.testing.assert_allclose(np.asarray(got["dl_throughput_mbps"]), want, rtol=1e-4)
+    np.testing.assert_allclose(np.asarray(got["active_ues"]), ues.mean(0), rtol=1e-5)
+    # the hour moves the load: the busy evening serves more UEs than the early morning
+    assert ues[18].sum() > ues[4].sum()
+
+
+def test_commercial_periods_are_consecutive_hours(field1):
+    """Hourly reporting periods: period i is at hour i mod 24, as a PM export."""
+    cols = commercial_data(KEY, field1, 30, p_trial=0.1)
+    want = np.asarray(cols["snapshot_id"]) % 24
+    np.testing.assert_array_equal(np.asarray(cols["hour"]), want.astype(np.float32))

@@ -155,3 +155,24 @@ def test_period_kpis_pool_the_ues_of_every_snapshot():
     np.testing.assert_allclose(out["traffic_volume_mb"], vol.mean(axis=0))
     none = period_kpis({"coverage": np.full((2, 1), np.nan)}, np.zeros((2, 1)))
     assert np.isnan(none["coverage"][0])
+
+
+def test_period_kpis_snapshot_weight_counts_as_copies():
+    """An integer snapshot weight k is the same as k copies of the snapshot (both the UE-weighted
+    KPIs and the plain-mean counters); a weight of the wrong shape is an error."""
+    from dtwin.kpi import period_kpis
+
+    rng = np.random.default_rng(0)
+    thr = rng.uniform(5, 50, (4, 3))
+    thr[1, 2] = np.nan  # a cell that served nobody in one snapshot
+    n = rng.integers(0, 5, (4, 3)).astype(float)
+    n[1, 2] = 0.0
+    vol = rng.uniform(0, 9, (4, 3))
+    k = np.array([1, 3, 0, 2])
+    got = period_kpis({"dl_throughput_mbps": thr, "traffic_volume_mb": vol}, n, k)
+    rep = np.repeat(np.arange(4), k)
+    want = period_kpis({"dl_throughput_mbps": thr[rep], "traffic_volume_mb": vol[rep]}, n[rep])
+    for name in want:
+        np.testing.assert_allclose(got[name], want[name], rtol=1e-5, err_msg=name)
+    with pytest.raises(ValueError, match="snapshot_weight"):
+        period_kpis({"traffic_volume_mb": vol}, n, np.ones(3))

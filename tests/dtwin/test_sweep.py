@@ -251,3 +251,43 @@ def test_ue_clustering_pulls_each_cells_ues_toward_one_hotspot():
         area.with_ue_clustering(1.5)
     with pytest.raises(ValueError, match="ue_clustering"):
         dataclasses.replace(SweepConfig(), ue_clustering=-0.1)
+
+
+def test_stratified_hours_cover_the_day_evenly():
+    """Every hour of the day carries 1/24 of the total weight for n >= 24; fewer snapshots are
+    spread evenly; weights average 1."""
+    from dtwin.sweep import stratified_hours
+
+    for n in (24, 64, 100):
+        h, w = (np.asarray(a) for a in stratified_hours(n))
+        per_hour = np.bincount(h.astype(int), weights=w, minlength=24)
+        np.testing.assert_allclose(per_hour, n / 24, rtol=1e-6)
+        np.testing.assert_allclose(w.mean(), 1.0, rtol=1e-6)
+    h, w = (np.asarray(a) for a in stratified_hours(8))
+    np.testing.assert_array_equal(h, [0, 3, 6, 9, 12, 15, 18, 21])
+    np.testing.assert_array_equal(w, 1.0)
+    with pytest.raises(ValueError, match="n must be"):
+        stratified_hours(0)
+
+
+def test_sample_population_at_a_given_hour_follows_the_diurnal_profile():
+    """With ``hour`` given, the active UEs per cell are round((lo + (hi - lo) a(h)) x level),
+    level ~ U(0.7, 1.3), a the diurnal activity (closed form), and the hour is returned."""
+    import jax
+
+    from dtwin.areas import area_type, network_for_area
+    from dtwin.sweep import diurnal_activity, sample_population
+
+    area = area_type("urban")
+    net = network_for_area(area, 1)
+    upc = 10
+    lo, hi = area.active_ues_per_cell
+    for hour in (4.0, 18.0):
+        act = float(diurnal_activity(hour))
+        for i in range(4):
+            pop, h = sample_population(jax.random.PRNGKey(i), net, area, upc, hour=hour)
+            assert float(h) == hour
+            n_active = np.asarray(pop.weight).reshape(net.n_cells, upc).sum(1)
+            lo_n = np.clip(np.round((lo + (hi - lo) * act) * 0.7), 1, upc)
+            hi_n = np.clip(np.round((lo + (hi - lo) * act) * 1.3), 1, upc)
+            assert np.all((n_active >= lo_n) & (n_active <= hi_n)), (hour, n_active)
