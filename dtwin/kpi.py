@@ -373,6 +373,7 @@ def period_kpis(
 def period_influence(
     per_snapshot: dict[str, Float[ArrayLike, "snapshots cells"]],
     active_ues: Float[ArrayLike, "snapshots cells"],
+    snapshot_weight: Float[ArrayLike, " snapshots"] | None = None,
 ) -> dict[str, Float[Array, "snapshots cells"]]:
     """Each snapshot's linearised (delta-method) influence on the period KPIs of `period_kpis`.
 
@@ -388,13 +389,20 @@ def period_influence(
     Args:
         per_snapshot: column -> ``[snapshots, cells]`` (NaN where a cell served nobody).
         active_ues: ``[snapshots, cells]`` served UE mass per snapshot.
+        snapshot_weight: ``[snapshots]``, as `period_kpis` (``w_i`` becomes ``s_i w_i``; a
+            plain mean's influence ``s_i (v_i − R) / Σ_j s_j``).
 
     Returns:
         column -> ``[snapshots, cells]`` (0 where a snapshot does not count; all 0 for a cell
         whose period value is undefined, NaN in `period_kpis`).
     """
     w = jnp.asarray(active_ues, jnp.float32)
-    period = period_kpis(per_snapshot, w)
+    period = period_kpis(per_snapshot, w, snapshot_weight)
+    if snapshot_weight is None:
+        sw = jnp.ones(w.shape[:1], jnp.float32)
+    else:
+        sw = jnp.asarray(snapshot_weight, jnp.float32)
+        w = w * sw[:, None]
     out = {}
     for name, v in per_snapshot.items():
         v = jnp.asarray(v)
@@ -407,7 +415,8 @@ def period_influence(
             out[name] = jnp.where(total > 0, ww * dev / jnp.where(total > 0, total, 1.0), 0.0)
         else:  # a plain mean: undefined (NaN) if any snapshot is, as in `period_kpis`
             defined = jnp.isfinite(period[name])
-            out[name] = jnp.where(defined, jnp.where(defined, v, 0.0) - r, 0.0) / v.shape[0]
+            s = (sw / jnp.sum(sw)).reshape((-1,) + (1,) * (v.ndim - 1))
+            out[name] = s * jnp.where(defined, jnp.where(defined, v, 0.0) - r, 0.0)
     return out
 
 

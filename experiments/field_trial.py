@@ -91,7 +91,7 @@ import opt
 from dtwin.areas import area_type, network_for_area
 from dtwin.cm import DEFAULT_CM_SCHEMA
 from dtwin.field import FieldNetwork, _field_cm, _field_snapshot
-from dtwin.sweep import DEFAULT_UE_CLUSTERING
+from dtwin.sweep import DEFAULT_UE_CLUSTERING, stratified_hours
 from experiments.meta import write_result
 from experiments.pipeline import (
     batches,
@@ -229,10 +229,12 @@ def _field_oracle(field: FieldNetwork, n_snapshots: int, seed: int) -> opt.Simul
     offsets as power offsets, all additive). Values are the field's exact (hard-association)
     KPIs; gradients those of the soft simulation (`opt.SimulatorPredictor`). Only arrays and the
     network are kept (no static area), so areas with the same scenario share one compilation.
+    Its snapshots' hours are stratified over the day as the judge's (`dtwin.stratified_hours`).
     """
     keys = jax.random.split(jax.random.PRNGKey(seed), n_snapshots)
     cm0 = DEFAULT_CM_SCHEMA.default(field.n_cells)
-    pop, ch, _ = jax.vmap(lambda k: _field_snapshot(k, field, cm0, 10))(keys)
+    hours, weight = stratified_hours(n_snapshots)
+    pop, ch, _ = jax.vmap(lambda k, h: _field_snapshot(k, field, cm0, 10, hour=h))(keys, hours)
     zero = {n: jnp.zeros((field.n_cells,), jnp.float32) for n in DEFAULT_CM_SCHEMA.names}
     offset = _field_cm(field, zero)  # the field's (additive) realisation of a CM
     eff = 1.0 + field.gap * (field.spec.efficiency - 1.0)
@@ -243,6 +245,7 @@ def _field_oracle(field: FieldNetwork, n_snapshots: int, seed: int) -> opt.Simul
         offset["tilt_deg"],
         offset["tx_power_dbm"],
         TARGETS,
+        snapshot_weight=weight,
     )
 
 

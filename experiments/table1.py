@@ -87,9 +87,12 @@ def add_common_flags(ap: argparse.ArgumentParser, *, twin: int, commercial: int)
     )
     ap.add_argument(
         "--calibrate-ue",
-        action="store_true",
+        action=argparse.BooleanOptionalAction,
+        default=True,
         help="calibrate the twin's UE clustering to the commercial mean SINR at the default CM "
-        "(experiments.pipeline.calibrate_ue_clustering) before generating the twin data",
+        "(experiments.pipeline.calibrate_ue_clustering) before generating the twin data "
+        "(default since 2026-12-03; default size, seed 0: the method's out-of-range MAPE "
+        "30.4 -> 21.2 %%)",
     )
     ap.add_argument(
         "--cell-levels",

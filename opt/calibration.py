@@ -136,7 +136,8 @@ class CalibrationResult:
 
 def _log_share(pred: SimulatorPredictor, cm) -> Float[Array, " cells"]:
     _, _, mass = pred._outputs(cm)  # [snapshots, cells] served UE mass (hard; soft gradient)
-    m = jnp.mean(mass, axis=0)
+    sw = pred.snapshot_weight
+    m = jnp.sum(sw[:, None] * mass, axis=0) / jnp.sum(sw)  # hours weighted as the KPIs
     return jnp.log(jnp.maximum(m, 1e-6) / jnp.sum(m))
 
 

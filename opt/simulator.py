@@ -109,6 +109,9 @@ class SimulatorPredictor(eqx.Module):
             The default 6 halves the cost of a gradient on the built-in 21-cell areas and
             changes it by about 0.1 % (relative norm, urban twin at the default CM); the values
             (hard simulation) do not depend on it.
+        snapshot_weight: ``[snapshots]`` how much each snapshot counts in the pooled KPIs
+            (`dtwin.kpi.period_kpis`; e.g. `dtwin.sweep.stratified_hours`' weights); the
+            constructor's default None means 1 each.
     """
 
     network: Network
@@ -118,6 +121,7 @@ class SimulatorPredictor(eqx.Module):
     power_offset_db: Float[Array, " cells"]
     kpis: tuple[str, ...] = eqx.field(static=True, default=DEFAULT_KPIS)
     candidates: int | None = eqx.field(static=True, default=DEFAULT_CANDIDATES)
+    snapshot_weight: Float[Array, " snapshots"] | None = None
 
     def __init__(
         self,
@@ -128,6 +132,7 @@ class SimulatorPredictor(eqx.Module):
         power_offset_db: Float[Array, " cells"],
         kpis: Sequence[str] = DEFAULT_KPIS,
         candidates: int | None = DEFAULT_CANDIDATES,
+        snapshot_weight: Float[Array, " snapshots"] | None = None,
     ):
         check_candidates("SimulatorPredictor", candidates)
         if isinstance(links, LinkChannel):
@@ -145,6 +150,16 @@ class SimulatorPredictor(eqx.Module):
         self.power_offset_db = power_offset_db
         self.kpis = tuple(kpis)
         self.candidates = candidates
+        n = jax.tree_util.tree_leaves(population)[0].shape[0]
+        if snapshot_weight is None:
+            snapshot_weight = jnp.ones((n,), jnp.float32)
+        snapshot_weight = jnp.asarray(snapshot_weight, jnp.float32)
+        if snapshot_weight.shape != (n,):
+            raise ValueError(
+                f"SimulatorPredictor: snapshot_weight must be [snapshots] = [{n}], "
+                f"got {list(snapshot_weight.shape)}"
+            )
+        self.snapshot_weight = snapshot_weight
 
     def _snapshots(self, cm, hard: bool):
         """Per-snapshot KPIs and served UE mass ``(k, w)``, hard or soft."""
@@ -174,7 +189,7 @@ class SimulatorPredictor(eqx.Module):
         def outputs(dyn_, cm_, hard):
             p = eqx.combine(dyn_, static)
             k, w = p._snapshots(cm_, hard)
-            return period_kpis(k, w), k, w
+            return period_kpis(k, w, p.snapshot_weight), k, w
 
         return _straight_through(outputs, dyn, dict(cm))
 
@@ -194,7 +209,7 @@ class SimulatorPredictor(eqx.Module):
         """
         period, k, w = self._outputs(cm)
         pred = Prediction.deterministic({n: period[n] for n in self.kpis})
-        return pred, period_influence({n: k[n] for n in self.kpis}, w)
+        return pred, period_influence({n: k[n] for n in self.kpis}, w, self.snapshot_weight)
 
 
 @eqx.filter_jit
@@ -232,6 +247,7 @@ def twin_predictor(
     kpis: Sequence[str] = DEFAULT_KPIS,
     schema: CMSchema = DEFAULT_CM_SCHEMA,
     candidates: int | None = DEFAULT_CANDIDATES,
+    stratify_hours: bool = True,
 ) -> SimulatorPredictor:
     """The Digital Twin of an area as an `opt` predictor, on ``n_snapshots`` snapshots of its own.
 
@@ -239,13 +255,16 @@ def twin_predictor(
     clustering, diurnal activity, channel), one reporting period's worth each, keyed
     ``fold_in(key, i)``; they do not depend on the CM. Use the network and area type the twin
     data were generated with (`dtwin.areas.network_for_area`). ``candidates``: as
-    `SimulatorPredictor`.
+    `SimulatorPredictor`. ``stratify_hours`` (default): the snapshots' hours spread evenly over
+    the day, weighted so every hour counts 1/24 (`dtwin.sweep.stratified_hours`; the hour moves a
+    cell's load several-fold, so random hours skew which load the response is read at);
+    False: drawn at random (before 2026-12-03).
 
     Raises:
         ValueError: if ``n_snapshots < 1`` or a KPI is unknown.
     """
     from dtwin.schema import TARGET_COLUMNS
-    from dtwin.sweep import sample_snapshot
+    from dtwin.sweep import sample_snapshot, stratified_hours
 
     if int(n_snapshots) < 1:
         raise ValueError(f"twin_predictor: n_snapshots must be >= 1, got {n_snapshots}")
@@ -255,10 +274,17 @@ def twin_predictor(
     n_cells = network.n_cells
     cm0 = schema.default(n_cells)
     keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.arange(int(n_snapshots)))
-    snaps = jax.vmap(lambda k: sample_snapshot(k, network, area, ues_per_cell, cm0))(keys)
+    if stratify_hours:
+        hours, weight = stratified_hours(int(n_snapshots))
+        snaps = jax.vmap(lambda k, h: sample_snapshot(k, network, area, ues_per_cell, cm0, hour=h))(
+            keys, hours
+        )
+    else:
+        weight = None
+        snaps = jax.vmap(lambda k: sample_snapshot(k, network, area, ues_per_cell, cm0))(keys)
     zero = jnp.zeros((n_cells,), jnp.float32)
     return SimulatorPredictor(
-        network, snaps.population, snaps.channel, zero, zero, tuple(kpis), candidates
+        network, snaps.population, snaps.channel, zero, zero, tuple(kpis), candidates, weight
     )
 
 

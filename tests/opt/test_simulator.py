@@ -41,10 +41,13 @@ def twin():
     net = network_for_area(at, 1)
     key = jax.random.PRNGKey(3)
     pred = opt.twin_predictor(key, net, at, 4)
-    # the snapshots twin_predictor draws (fold_in(key, i), dtwin.sweep.sample_snapshot)
+    # the snapshots twin_predictor draws (fold_in(key, i), dtwin.sweep.sample_snapshot, hours
+    # stratified over the day: 4 snapshots at 0, 6, 12 and 18 h)
     cm0 = SCHEMA.default(net.n_cells)
     keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.arange(4))
-    snaps = jax.vmap(lambda k: sample_snapshot(k, net, at, 10, cm0))(keys)
+    hours = jnp.array([0.0, 6.0, 12.0, 18.0])
+    snaps = jax.vmap(lambda k, h: sample_snapshot(k, net, at, 10, cm0, hour=h))(keys, hours)
+    np.testing.assert_array_equal(snaps.hour, hours)
     t = _Twin((pred, net))
     t.channel, pop = snaps.channel, snaps.population
     np.testing.assert_array_equal(pop.ues.xy_m, pred.population.ues.xy_m)
@@ -449,3 +452,44 @@ def test_candidate_cells_change_only_the_gradient_and_only_slightly():
     z = jnp.zeros((net.n_cells,), jnp.float32)
     with pytest.raises(ValueError, match="candidates"):
         opt.SimulatorPredictor(net, fast.population, fast.links, z, z, candidates=0)
+
+
+def test_snapshot_weight_counts_as_copies(twin):
+    """A snapshot weight k equals k copies of the snapshot (values of every KPI); the
+    weighted influences of a ratio sum to zero over the snapshots (Σ s_i w_i (v_i − R) = 0);
+    a weight of the wrong length is refused."""
+    pred, net = twin
+    z = jnp.zeros((net.n_cells,), jnp.float32)
+    k = np.array([2, 0, 1, 3])
+    weighted = opt.SimulatorPredictor(
+        net, pred.population, pred.links, z, z, snapshot_weight=jnp.asarray(k, jnp.float32)
+    )
+    rep = np.repeat(np.arange(4), k)
+    take = lambda t: jax.tree_util.tree_map(lambda a: a[rep], t)  # noqa: E731
+    copies = opt.SimulatorPredictor(net, take(pred.population), take(pred.links), z, z)
+    cm = _cm(net, d_tilt=1.0, d_power=-2.0)
+    got, infl = weighted.evaluate(cm)
+    want = copies(cm)
+    for name in KPIS:
+        np.testing.assert_allclose(got.mean[name], want.mean[name], rtol=1e-5, err_msg=name)
+        ok = np.isfinite(np.asarray(got.mean[name]))
+        np.testing.assert_allclose(np.asarray(infl[name]).sum(0)[ok], 0.0, atol=1e-3)
+    with pytest.raises(ValueError, match="snapshot_weight"):
+        opt.SimulatorPredictor(net, pred.population, pred.links, z, z, snapshot_weight=jnp.ones(3))
+
+
+def test_twin_predictor_weighs_every_hour_equally():
+    """64 snapshots: hours i mod 24, weighted so each hour counts 1/24 (the default); the
+    weights are `dtwin.stratified_hours`' and sum to the snapshot count."""
+    from dtwin.sweep import stratified_hours
+
+    at = area_type("urban")
+    net = network_for_area(at, 1)
+    pred = opt.twin_predictor(jax.random.PRNGKey(0), net, at, 64, kpis=("dl_throughput_mbps",))
+    _, w = stratified_hours(64)
+    np.testing.assert_allclose(pred.snapshot_weight, w)
+    np.testing.assert_allclose(float(jnp.sum(pred.snapshot_weight)), 64.0, rtol=1e-6)
+    drawn = opt.twin_predictor(
+        jax.random.PRNGKey(0), net, at, 64, kpis=("dl_throughput_mbps",), stratify_hours=False
+    )
+    np.testing.assert_array_equal(drawn.snapshot_weight, 1.0)
