@@ -60,7 +60,7 @@ import opt
 from dtwin.areas import area_type, network_for_area
 from dtwin.cm import DEFAULT_CM_SCHEMA
 from dtwin.field import FieldNetwork, _field_cm, _field_snapshot, shadow_map_db
-from dtwin.sweep import DEFAULT_UE_CLUSTERING
+from dtwin.sweep import DEFAULT_UE_CLUSTERING, stratified_hours
 from experiments.field_trial import (
     AREAS,
     METHODS,
@@ -138,9 +138,12 @@ def variant_predictor(
     if base.startswith("hotspots") or base == "all_but_traffic":
         cm0 = DEFAULT_CM_SCHEMA.default(n)
         keys = jax.random.split(key, int(n_snapshots))
-        pop, ch, _ = jax.vmap(lambda k: _field_snapshot(k, hotspot_field(field), cm0, 10))(keys)
+        hours, weight = stratified_hours(int(n_snapshots))  # as the twin's and the oracle's
+        pop, ch, _ = jax.vmap(
+            lambda k, h: _field_snapshot(k, hotspot_field(field), cm0, 10, hour=h)
+        )(keys, hours)
         z = jnp.zeros((n,), jnp.float32)
-        pred = opt.SimulatorPredictor(field.network, pop, ch, z, z, TARGETS)
+        pred = opt.SimulatorPredictor(field.network, pop, ch, z, z, TARGETS, snapshot_weight=weight)
     else:
         at = area_type(area).with_ue_clustering(ue_clustering)
         net = network_for_area(at, n_sites)

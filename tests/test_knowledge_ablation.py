@@ -87,6 +87,16 @@ def test_hotspot_drop_is_the_uniform_drop_pulled_toward_each_cells_hotspot(field
     np.testing.assert_array_equal(hf.load_factor, np.ones(field.n_cells))
 
 
+def test_hotspot_snapshots_are_hour_stratified_as_the_oracles(field):
+    # 30 snapshots: hours 0-5 twice, 6-23 once; each hour weighs 1/24 of the day, so the
+    # doubled hours count (30 / 24) / 2 = 0.625 and the others 1.25 (closed form)
+    p = _pred("hotspots", field, n=30)
+    want = np.where(np.arange(30) % 24 < 6, 0.625, 1.25)
+    np.testing.assert_allclose(np.asarray(p.snapshot_weight), want, rtol=1e-6)
+    oracle = _pred("oracle", field, n=30)
+    np.testing.assert_allclose(np.asarray(oracle.snapshot_weight), want, rtol=1e-6)
+
+
 def test_shadowing_adds_the_fields_map_to_the_nominal_twins_links(field):
     nominal, shadowed = _pred("nominal", field), _pred("shadowing", field)
     xy = np.asarray(nominal.population.ues.xy_m)
