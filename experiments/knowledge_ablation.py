@@ -63,11 +63,11 @@ from dtwin.field import FieldNetwork, _field_cm, _field_snapshot, shadow_map_db
 from dtwin.sweep import DEFAULT_UE_CLUSTERING, stratified_hours
 from experiments.field_trial import (
     AREAS,
-    METHODS,
     SIZES,
     TARGETS,
     _field_oracle,
     field_effect,
+    search_key,
     search_settings,
 )
 from experiments.meta import write_result
@@ -86,9 +86,10 @@ VARIANTS: tuple[str, ...] = (
 )
 """What the twin is given of the field's hidden reality (see the module docstring)."""
 
-SEARCH_KEY_INDEX = METHODS.index("twin_simulation")
-"""Every variant searches with the field trial's ``twin_simulation`` key, so ``nominal``
-reproduces that row of the trial (same predictor, key, settings and judge)."""
+SEARCH_METHOD = "twin_simulation"
+"""Every variant searches with the field trial's ``twin_simulation`` key
+(`experiments.field_trial.search_key`), so ``nominal`` reproduces that row of the trial (same
+predictor, key, settings and judge)."""
 
 
 def nominal_draw(variant: str) -> int | None:
@@ -169,7 +170,7 @@ def run_area(area: str, args: argparse.Namespace, log=print) -> dict[str, Any]:
     field = field_for_area(area, n_sites=args.sites, seed=seed)
     current = DEFAULT_CM_SCHEMA.default(field.n_cells)
     safety, cfg = search_settings(args)  # exactly the trial's
-    key = jax.random.fold_in(jax.random.PRNGKey(seed + 1), SEARCH_KEY_INDEX)
+    key = search_key(seed, SEARCH_METHOD)
     recs, times = {}, {}
     for v in args.variants:
         t = time.perf_counter()

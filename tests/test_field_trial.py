@@ -79,8 +79,13 @@ def trial(tmp_path_factory):
     # --calibrate-ue's wiring with a stand-in calibration (the real one, `calibrate_ue_clustering`,
     # is tested in tests/test_offline_eval.py; here it would add minutes): it must see each area's
     # commercial table, and its value must reach the twin data and the twin simulation
-    calls, twin_clusterings = [], []
+    calls, twin_clusterings, search_keys = [], [], []
     real_twin_table = ft.twin_table
+    real_recommend = ft._recommend
+
+    def spy_recommend(method, key, *a, **kw):
+        search_keys.append((method, np.asarray(key)))
+        return real_recommend(method, key, *a, **kw)
 
     def fake_calibration(area, commercial, **kw):
         calls.append((area, sorted(commercial)))
@@ -93,10 +98,21 @@ def trial(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(ft, "calibrate_ue_clustering", fake_calibration)
         mp.setattr(ft, "twin_table", spy_twin_table)
+        mp.setattr(ft, "_recommend", spy_recommend)
         results = ft.main([*argv, "--calibrate-ue", "--calibrate-cells"])
     assert [c[0] for c in calls] == list(AREAS)
     assert all("mean_sinr_db" in cols for _, cols in calls)
     assert twin_clusterings == [CALIBRATED] * len(AREAS)
+    # each method's first search key is fixed by the seed and its place in ft.METHODS, not by
+    # its position in this subset (--methods omits the derivative-free baselines): the oracle
+    # is 7th here and 10th in ft.METHODS
+    first = {}
+    for m, k in search_keys:
+        first.setdefault(m, []).append(k)
+    for m in METHODS:
+        want = jax.random.fold_in(jax.random.PRNGKey(1), ft.METHODS.index(m))
+        for k in first[m][::2]:  # key 0 of each area (--search-keys 2)
+            np.testing.assert_array_equal(k, np.asarray(want), err_msg=m)
     return out, results
 
 
@@ -256,6 +272,11 @@ def test_field_effect_closed_form():
     assert e["mean_abs_change_steps"] == pytest.approx(3.0 / 6.0)
     assert e["gain_per_risk"] == pytest.approx(10.0 / (1.0 + 11.0 + 0.5), rel=1e-5)
     assert e["cells_changed"] == 2
+
+
+def test_search_key_rejects_an_unknown_method():
+    with pytest.raises(ValueError, match="unknown method 'bogus'"):
+        ft.search_key(0, "bogus")
 
 
 def test_bad_flags_are_rejected():
