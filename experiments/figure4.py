@@ -3,7 +3,9 @@
 One cell's electrical tilt (and, in a second panel, its transmit power) is swept across its whole
 range (`dtwin.cm.DEFAULT_CM_SCHEMA` grid) with every other parameter and cell at the default CM.
 Each transfer method's predicted KPI of that cell (ensemble mean over the states of held-out
-commercial periods, ± the ensemble spread) is drawn beside the field's exact KPI
+commercial periods, ± the ensemble spread), and the framework's method (the Sim2Real level with
+the twin simulation's relative CM response, Table 1's ``anchored_relative``), are drawn beside
+the field's exact KPI
 (`experiments.pipeline.field_truth`, common random numbers). The commercial data explores only
 ±1 step around the default, so most of each curve is out of range.
 
@@ -26,8 +28,14 @@ from dtwin.cm import DEFAULT_CM_SCHEMA
 from experiments import pipeline as P
 from experiments import table1 as T
 from experiments.meta import write_result
+from opt.predictor import predict_candidates
 
 SWEPT: tuple[str, ...] = ("tilt_deg", "tx_power_dbm")
+
+METHOD_CURVE = "anchored_relative"
+"""The framework's method (Table 1's row): the Sim2Real surrogate's level with the twin
+simulation's relative CM response (`experiments.table1.anchored_predictors`); drawn unless
+``--no-anchored`` or ``sim2real`` is not among the methods."""
 
 
 def sweep_cms(n_cells: int, cell: int, param: str) -> dict[str, np.ndarray]:
@@ -41,11 +49,19 @@ def sweep_cms(n_cells: int, cell: int, param: str) -> dict[str, np.ndarray]:
 
 
 def curves(
-    ensembles, setup, cell: int, truth_snapshots: int, seed: int, cell_levels=None
+    ensembles,
+    setup,
+    cell: int,
+    truth_snapshots: int,
+    seed: int,
+    cell_levels=None,
+    predictors=None,
 ) -> dict[str, Any]:
     """Predicted (mean, std) and true KPI of ``cell`` along each swept parameter.
 
-    ``cell_levels``: method -> `sim2real.CellLevels` added to the context (`P.fit_levels`)."""
+    ``cell_levels``: method -> `sim2real.CellLevels` added to the context (`P.fit_levels`).
+    ``predictors``: further curves from any `opt` predictor (name -> predictor, e.g. the
+    method's `opt.AnchoredPredictor`), drawn by their mean only (std NaN)."""
     target = P.DEFAULT_TARGETS[0]
     levels = dict(cell_levels or {})
     tb = setup["test_batch"]
@@ -70,6 +86,16 @@ def curves(
             rec["methods"][name] = {
                 "mean": mean.tolist(),
                 "std": std.tolist(),
+                "mape_pct": float(100 * np.mean(np.abs(mean[ok] - t[ok]) / np.abs(t[ok]))),
+                "spearman": float(_spearman(mean[ok], t[ok])),
+            }
+        for name, p in (predictors or {}).items():
+            mean = np.asarray(predict_candidates(p, cms, chunk=8)[target])[:, cell]
+            t = np.asarray(truth[target])[:, cell]
+            ok = np.isfinite(t)
+            rec["methods"][name] = {
+                "mean": mean.tolist(),
+                "std": [float("nan")] * len(mean),
                 "mape_pct": float(100 * np.mean(np.abs(mean[ok] - t[ok]) / np.abs(t[ok]))),
                 "spearman": float(_spearman(mean[ok], t[ok])),
             }
@@ -98,8 +124,9 @@ def plot(res: dict[str, Any], path: Path, cell: int) -> None:
         ax.plot(x, r["truth"], "k-o", lw=2.5, ms=4, label="field (exact)", zorder=5)
         for name, m in r["methods"].items():
             mean, std = np.asarray(m["mean"]), np.asarray(m["std"])
-            lw = 2.0 if name == "sim2real" else 1.2
-            (line,) = ax.plot(x, mean, lw=lw, label=name)
+            lw = {"sim2real": 2.0, METHOD_CURVE: 2.5}.get(name, 1.2)
+            label = f"{name} (the method)" if name == METHOD_CURVE else name
+            (line,) = ax.plot(x, mean, lw=lw, label=label)
             ax.fill_between(x, mean - std, mean + std, color=line.get_color(), alpha=0.12)
         d = DEFAULT_CM_SCHEMA[param]
         ax.axvspan(
@@ -144,7 +171,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         T.transfer_config(args),
     )
     levels = P.fit_levels(ens, comm_batch) if args.cell_levels else {}
-    res = curves(ens, setup, args.cell, args.truth_snapshots, args.seed + 5, levels)
+    extra = {}
+    if args.anchored and "sim2real" in ens:  # the method: Sim2Real level + twin response
+        tb = setup["test_batch"]
+        context = levels["sim2real"].apply(tb) if "sim2real" in levels else tb
+        anchored = T.anchored_predictors(args, setup, ens["sim2real"], context)
+        extra = {METHOD_CURVE: anchored[METHOD_CURVE]}
+    res = curves(ens, setup, args.cell, args.truth_snapshots, args.seed + 5, levels, extra)
     plot(res, out / "figure4.png", args.cell)
     config = {**vars(args), "transfer": P.config_dict(T.transfer_config(args))}
     write_result(

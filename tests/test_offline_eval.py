@@ -365,7 +365,18 @@ def test_figure4_small(tmp_path):
     assert (tmp_path / "figure4.png").stat().st_size > 0
     tilt = res["tilt_deg"]
     assert tilt["values"] == list(np.arange(0.0, 16.0))
-    assert len(tilt["truth"]) == 16 and set(tilt["methods"]) == {"commercial_only", "sim2real"}
+    want = {"commercial_only", "sim2real", figure4.METHOD_CURVE}
+    assert len(tilt["truth"]) == 16 and set(tilt["methods"]) == want
+    # the method's curve is the surrogate's level times the twin's relative response, so at
+    # the default CM (the anchor) it is exactly the Sim2Real surrogate's prediction
+    for param in figure4.SWEPT:
+        r = res[param]
+        i = r["values"].index(DEFAULT_CM_SCHEMA[param].default)
+        np.testing.assert_allclose(
+            r["methods"][figure4.METHOD_CURVE]["mean"][i],
+            r["methods"]["sim2real"]["mean"][i],
+            rtol=1e-4,
+        )
 
 
 @pytest.mark.slow
