@@ -81,26 +81,24 @@ def curves(
             res = fn({k: jnp.asarray(v) for k, v in cms.items()})
             mean = np.asarray(res.mean[target])[:, cell]
             std = np.asarray(res.std[target])[:, cell]
-            t = np.asarray(truth[target])[:, cell]
-            ok = np.isfinite(t)
-            rec["methods"][name] = {
-                "mean": mean.tolist(),
-                "std": std.tolist(),
-                "mape_pct": float(100 * np.mean(np.abs(mean[ok] - t[ok]) / np.abs(t[ok]))),
-                "spearman": float(_spearman(mean[ok], t[ok])),
-            }
+            rec["methods"][name] = _curve(mean, std, np.asarray(truth[target])[:, cell])
         for name, p in (predictors or {}).items():
             mean = np.asarray(predict_candidates(p, cms, chunk=8)[target])[:, cell]
-            t = np.asarray(truth[target])[:, cell]
-            ok = np.isfinite(t)
-            rec["methods"][name] = {
-                "mean": mean.tolist(),
-                "std": [float("nan")] * len(mean),
-                "mape_pct": float(100 * np.mean(np.abs(mean[ok] - t[ok]) / np.abs(t[ok]))),
-                "spearman": float(_spearman(mean[ok], t[ok])),
-            }
+            nan = np.full_like(mean, np.nan)
+            rec["methods"][name] = _curve(mean, nan, np.asarray(truth[target])[:, cell])
         out[param] = rec
     return out
+
+
+def _curve(mean: np.ndarray, std: np.ndarray, truth: np.ndarray) -> dict[str, Any]:
+    """One predicted curve (Mbps) with its MAPE (%) and Spearman against the field's."""
+    ok = np.isfinite(truth)
+    return {
+        "mean": mean.tolist(),
+        "std": std.tolist(),
+        "mape_pct": float(100 * np.mean(np.abs(mean[ok] - truth[ok]) / np.abs(truth[ok]))),
+        "spearman": float(_spearman(mean[ok], truth[ok])),
+    }
 
 
 def _spearman(a: np.ndarray, b: np.ndarray) -> float:
