@@ -49,7 +49,7 @@ def plot(sizes: list[int], rows: list[dict[str, Any]], path: Path) -> None:
     fig, axes = plt.subplots(1, len(METRICS), figsize=(5 * len(METRICS), 4))
     for ax, (key, label) in zip(axes, METRICS, strict=True):
         for m in methods:
-            y = [r["methods"][m].get(key, float("nan")) for r in rows]
+            y = [r["methods"][m][key] for r in rows]
             lw = {"sim2real": 2.0, METHOD_ROW: 2.5}.get(m, 1.2)
             name = f"{m} (the method)" if m == METHOD_ROW else m
             ax.plot(sizes, y, "-o", lw=lw, label=name)
@@ -106,8 +106,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         print(
             f"{size} samples (in-range exact / out-of-range MAPE): "
             + ", ".join(
-                f"{m} {v.get('in_range_exact_mape_pct', float('nan')):.1f}/"
-                f"{v['out_of_range_mape_pct']:.1f}%"
+                f"{m} {v['in_range_exact_mape_pct']:.1f}/{v['out_of_range_mape_pct']:.1f}%"
                 for m, v in metrics.items()
             ),
             flush=True,

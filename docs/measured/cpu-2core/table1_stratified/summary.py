@@ -1,28 +1,32 @@
-"""Table 1 over stand-in seeds with the hours stratified (run from the repo root).
+"""Table 1 over stand-in seeds: mean ± sd per method (run from the repo root).
 
-Commit f93cbab's code: the field's exact KPI over 256 snapshots with every hour of the day
-weighted 1/24 (`dtwin.stratified_hours`), consecutive hourly commercial periods, 48 held-out
-periods (two days) as the prediction context, the twin's simulation on hour-stratified
-snapshots too, and the twin's UE clustering calibrated (`--calibrate-ue`, now the default). Default size seeds 0-3 and full size seeds 0-2,
-all in this folder (`t1.sh`). Prints Markdown and writes summary.json beside this file."""
+    .venv/bin/python docs/measured/cpu-2core/table1_stratified/summary.py [FOLDER]
+
+FOLDER (default: this folder) holds one ``{default,full}_s<seed>/table1.json`` per run; every
+size with runs is summarised. Prints Markdown and writes ``FOLDER/summary.json``.
+
+This folder: commit f93cbab's code -- the field's exact KPI over 256 snapshots with every hour
+of the day weighted 1/24 (`dtwin.stratified_hours`), consecutive hourly commercial periods, 48
+held-out periods (two days) as the prediction context, the twin's simulation on hour-stratified
+snapshots too, and the twin's UE clustering calibrated (`--calibrate-ue`, now the default);
+default size seeds 0-3 and full size seeds 0-2 (`t1.sh`). ``table1_judge_stratified_twin_random``:
+default size seeds 0-3 on commit 704ef9c (the judge stratified, the twin simulation of the
+anchored rows still on random hours)."""
 import json
+import sys
+from pathlib import Path
 
 import numpy as np
 
-M = "docs/measured/cpu-2core/table1_stratified"
-SETS = {
-    "default": [f"{M}/default_s{s}/table1.json" for s in (0, 1, 2, 3)],
-    "full": [f"{M}/full_s{s}/table1.json" for s in (0, 1, 2)],
-}
+M = Path(sys.argv[1] if len(sys.argv) > 1 else Path(__file__).parent)
 KEYS = [("in_range_exact_mape_pct", "in-range exact %"), ("out_of_range_mape_pct", "OOR MAPE %"),
         ("out_of_range_mae", "OOR MAE Mbps"), ("response_spearman", "Spearman")]
 out = {}
-for size, files in SETS.items():
-    try:
-        ds = [json.load(open(f)) for f in files]
-    except FileNotFoundError as e:
-        print(f"\n{size}: missing {e.filename}")
+for size in ("default", "full"):
+    files = sorted(M.glob(f"{size}_s*/table1.json"), key=lambda f: int(f.parent.name.split("_s")[1]))
+    if not files:
         continue
+    ds = [json.load(open(f)) for f in files]
     print(f"\n{size}: seeds {[d['seed'] for d in ds]}, similarity "
           f"{[round(d['results']['similarity_pct'], 1) for d in ds]} %")
     print("| method | " + " | ".join(h for _, h in KEYS) + " | OOR per seed | best OOR on |")
@@ -41,4 +45,4 @@ for size, files in SETS.items():
         wins = int((best == i).sum())
         out[size][n] = rec
         print(f"| {n} | " + " | ".join(cells) + f" | {' / '.join(f'{x:.1f}' for x in oor[n])} | {wins} of {len(ds)} |")
-json.dump(out, open(f"{M}/summary.json", "w"), indent=1)
+json.dump(out, open(M / "summary.json", "w"), indent=1)
